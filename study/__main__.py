@@ -1,0 +1,51 @@
+"""``python -m study [overrides]``: run or continue an Optuna study."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from study.config import register_schemas
+from study.runner import run_study
+from trainers import metrics as m
+from trainers.config import ConfigError
+
+register_schemas()
+
+
+def _print_summary(summary, cfg: DictConfig) -> None:
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in summary.counts.items())
+    print(f"\nStudy {summary.study_name}: {counts or 'no trials'}.")
+    if summary.interrupted:
+        print("Interrupted; run the same command again to continue the study.")
+    best = summary.best
+    if best is None:
+        print("No trial has completed yet.")
+    else:
+        print(f"Best trial #{best['number']}:")
+        for name, value in best["params"].items():
+            print(f"  {name} = {value}")
+        print(f"  validation accuracy = {best[m.VAL_ACCURACY]:.4f}")
+        test = best[m.TEST_ACCURACY]
+        print(f"  test accuracy       = {test:.4f} (forward pass, full test split)")
+    print(
+        f"\nBrowse it: make ui (MLflow store {cfg.tracking.uri}, experiment "
+        f"'{summary.study_name}'); plots: make plots STUDY={summary.study_name}"
+    )
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="study")
+def main(cfg: DictConfig) -> None:
+    try:
+        summary = run_study(cfg)
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+    _print_summary(summary, cfg)
+    if summary.interrupted:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""The schema of a study's configuration: a run config plus the search.
+
+``conf/study.yaml`` composes into :class:`StudyRunConfig`. The search space
+lives in ``conf/study/*.yaml`` as :class:`SearchSpace`; the known-good first
+trial as :class:`Baseline`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from trainers.config import ConfigError, OptimizerConfig, RunConfig, TrackingConfig
+
+
+@dataclass
+class FloatRange:
+    low: float = 0.0
+    high: float = 1.0
+    log: bool = False
+
+
+@dataclass
+class IntRange:
+    low: int = 1
+    high: int = 10
+
+
+@dataclass
+class SearchSpace:
+    """What a trial samples. A range left null is not searched: the run
+    config's value is used. ``optimizer_lr`` maps each optimizer the study
+    may choose to its own range for eta_theta."""
+
+    state_lr: Optional[FloatRange] = None
+    beta: Optional[FloatRange] = None
+    inference_steps: Optional[IntRange] = None
+    optimizer_lr: dict[str, FloatRange] = field(default_factory=dict)
+
+
+@dataclass
+class Baseline:
+    """The first trial of a new study: a setting known to train."""
+
+    optimizer: str = "adam"
+    optimizer_lr: dict[str, float] = field(default_factory=dict)
+    state_lr: float = 0.1
+    beta: float = 1.0
+    inference_steps: int = 20
+
+
+@dataclass
+class StudyConfig:
+    """``name`` null derives one from model, energy, optimizer and dataset.
+    ``storage`` is any Optuna storage URL (a SQLite file by default)."""
+
+    name: Optional[str] = None
+    n_trials: int = 8
+    storage: str = "sqlite:///optuna.db"
+    n_startup_trials: int = 4
+    pruner_warmup_epochs: int = 1
+    space: SearchSpace = field(default_factory=SearchSpace)
+    baseline: Baseline = field(default_factory=Baseline)
+
+
+@dataclass
+class StudyRunConfig(RunConfig):
+    """``optimizer`` is what ``optimizer=<name>`` fixed, or null when the
+    study searches over ``study.space.optimizer_lr``'s optimizers, whose
+    base settings ``optimizers`` holds."""
+
+    optimizer: Optional[OptimizerConfig] = None
+    optimizers: dict[str, OptimizerConfig] = field(default_factory=dict)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
+
+
+def _check_range(option: str, r, *, positive: bool) -> None:
+    if r is None:
+        return
+    if not r.low <= r.high:
+        raise ConfigError(f"{option}: low={r.low} is above high={r.high}.")
+    if positive and r.low <= 0:
+        raise ConfigError(f"{option}.low={r.low} is not allowed; it must be > 0.")
+    if getattr(r, "log", False) and r.low <= 0:
+        raise ConfigError(f"{option}.low={r.low}: a log range must start above 0.")
+
+
+def searched_optimizers(cfg: StudyRunConfig) -> list[str]:
+    """The optimizers a trial may pick: the fixed one, or the space's."""
+    if cfg.optimizer is not None:
+        return [cfg.optimizer.name]
+    return list(cfg.study.space.optimizer_lr)
+
+
+def validate_study(cfg: StudyRunConfig) -> None:
+    """Checks the study's own options; trial configs are checked by the
+    trainer's ``validate`` before anything runs."""
+    s = cfg.study
+    if s.n_trials < 1:
+        raise ConfigError(f"study.n_trials={s.n_trials} is not allowed; it must be >= 1.")
+    space = s.space
+    _check_range("study.space.state_lr", space.state_lr, positive=True)
+    _check_range("study.space.beta", space.beta, positive=False)
+    _check_range("study.space.inference_steps", space.inference_steps, positive=False)
+    if space.beta is not None and space.beta.low < 0:
+        raise ConfigError(f"study.space.beta.low={space.beta.low} must be >= 0.")
+    if space.inference_steps is not None and space.inference_steps.low < 0:
+        raise ConfigError("study.space.inference_steps.low must be >= 0.")
+    for name, r in space.optimizer_lr.items():
+        _check_range(f"study.space.optimizer_lr.{name}", r, positive=True)
+
+    choices = searched_optimizers(cfg)
+    if not choices:
+        raise ConfigError(
+            "study.space.optimizer_lr is empty and no optimizer=<name> was given: "
+            "there is no optimizer to train with."
+        )
+    for name in choices:
+        if name not in cfg.optimizers and cfg.optimizer is None:
+            raise ConfigError(
+                f"study.space.optimizer_lr names {name!r}, which has no settings "
+                f"under optimizers; allowed: {', '.join(cfg.optimizers)}."
+            )
+
+
+def register_schemas() -> None:
+    """Puts the study schema in Hydra's ConfigStore as ``study_schema``."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="study_schema", node=StudyRunConfig)

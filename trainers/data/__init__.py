@@ -1,0 +1,93 @@
+"""Datasets as flat float32 arrays, with a validation split held out of train.
+
+TFDS is the dataset layer (read through ``as_data_source``, so without
+TensorFlow); this module turns a prepared split into arrays that the trainer
+puts on the device once per run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from trainers.config import ConfigError, DatasetConfig
+
+log = logging.getLogger(__name__)
+
+
+class Splits(NamedTuple):
+    """Images flattened to ``(n, features)`` in [0, 1]; labels ``(n,)`` int32."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+    @property
+    def num_features(self) -> int:
+        return self.train_x.shape[1]
+
+    @property
+    def num_classes(self) -> int:
+        return int(max(self.train_y.max(), self.test_y.max())) + 1
+
+
+def _builder(cfg: DatasetConfig):
+    from trainers.data.fashion_mnist import FashionMnistIdx
+
+    data_dir = cfg.data_dir or str(Path.home() / "tensorflow_datasets")
+    return FashionMnistIdx(data_dir=data_dir)
+
+
+def prepare(cfg: DatasetConfig):
+    """Builds the TFDS dataset from ``cfg.manual_dir`` unless already built."""
+    import tensorflow_datasets as tfds
+
+    builder = _builder(cfg)
+    if not builder.is_prepared():
+        log.info("Preparing %s under %s", cfg.name, builder.data_dir)
+        config = tfds.download.DownloadConfig(manual_dir=cfg.manual_dir)
+        builder.download_and_prepare(download_config=config, file_format="array_record")
+    return builder
+
+
+def _read(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
+    source = builder.as_data_source(split=split)
+    records = source.__getitems__(range(len(source)))
+    images = np.stack([r["image"] for r in records])
+    labels = np.array([r["label"] for r in records], dtype=np.int32)
+    x = images.reshape(len(images), -1).astype(np.float32) / 255.0
+    return x, labels
+
+
+def load(cfg: DatasetConfig) -> Splits:
+    """The train, validation and test arrays ``cfg`` asks for.
+
+    The validation split is the last ``validation_size`` images of a fixed
+    permutation (``split_seed``) of the training split; ``train_size`` then
+    keeps the first images of the rest. The test split is always whole.
+    """
+    builder = prepare(cfg)
+    x, y = _read(builder, "train")
+    test_x, test_y = _read(builder, "test")
+
+    available = len(x) - cfg.validation_size
+    if available < 1:
+        raise ConfigError(
+            f"dataset.validation_size={cfg.validation_size} leaves no training "
+            f"images out of {len(x)}."
+        )
+    train_size = available if cfg.train_size is None else cfg.train_size
+    if train_size > available:
+        raise ConfigError(
+            f"dataset.train_size={cfg.train_size} is larger than the {available} "
+            f"training images left after holding out {cfg.validation_size}."
+        )
+    order = np.random.default_rng(cfg.split_seed).permutation(len(x))
+    train, val = order[:train_size], order[available:]
+    return Splits(x[train], y[train], x[val], y[val], test_x, test_y)

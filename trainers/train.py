@@ -1,0 +1,307 @@
+"""Training: the jitted epoch, evaluation and the run loop.
+
+One train step is inference on the states (``trainers.inference``) followed
+by learning: the optimizer applied to dF/dtheta at the relaxed states, with
+F averaged over the batch (Chen et al. 2025, Eq 4 and Eq 19). An epoch is a
+``lax.scan`` over batches of device-resident data, compiled once per model,
+energy, optimizer kind, batch size and data shape: rates, beta and the
+number of inference steps are traced inputs, so trials that change only
+those reuse the compiled program.
+
+The run loop reports each epoch's metrics (names in ``trainers.metrics``)
+to a callback, which may ask it to stop. It knows nothing of trackers or
+hyperparameter searches.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from trainers import metrics as m
+from trainers.config import OptimizerConfig, RunConfig, validate
+from trainers.data import Splits
+from trainers.energies import make_energy, output_loss
+from trainers.inference import (
+    DIVERGENCE_REASONS,
+    NONFINITE_LEARNING,
+    NOT_DIVERGED,
+    Hyper,
+    relax,
+)
+from trainers.model import MLP
+from trainers.optimizers import layer_norms, make_optimizer
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[int, dict[str, float]], bool]
+"""Called after each epoch with (epoch, metrics); returning True stops."""
+
+
+class EpochSums(NamedTuple):
+    """Per-epoch accumulators, summed over the batches that ran."""
+
+    batches: jax.Array
+    loss: jax.Array
+    correct: jax.Array
+    energy_start: jax.Array
+    energy_end: jax.Array
+    steps: jax.Array
+    state_grad_norms: jax.Array
+    param_grad_norms: jax.Array
+    reason: jax.Array
+    divergence_step: jax.Array
+
+
+class RunResult(NamedTuple):
+    history: list[dict[str, float]]
+    params: dict
+    divergence: str | None
+    stopped_by_callback: bool
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+def _zero_sums(net: MLP, dtype) -> EpochSums:
+    zero = jnp.zeros((), dtype)
+    return EpochSums(
+        batches=jnp.zeros((), jnp.int32),
+        loss=zero,
+        correct=jnp.zeros((), jnp.int32),
+        energy_start=zero,
+        energy_end=zero,
+        steps=jnp.zeros((), jnp.int32),
+        state_grad_norms=jnp.zeros((net.num_hidden,), dtype),
+        param_grad_norms=jnp.zeros((net.num_layers,), dtype),
+        reason=jnp.array(NOT_DIVERGED, jnp.int32),
+        divergence_step=jnp.array(-1, jnp.int32),
+    )
+
+
+def make_train_step(net: MLP, energy, tx: optax.GradientTransformation):
+    """``(params, opt_state, x, y, hyper) -> (params, opt_state, stats)``."""
+
+    def step(params, opt_state, x, y, hyper: Hyper):
+        batch = x.shape[0]
+        states, logits = net.forward(params, x)
+        loss = jnp.mean(output_loss(energy.loss, logits, y))
+        correct = jnp.sum(jnp.argmax(logits, -1) == y)
+
+        if energy.uses_inference:
+            r = relax(energy, params, states, x, y, hyper)
+            states, steps, reason = r.states, r.steps, r.reason
+            state_norms = r.state_grad_norms
+        else:
+            steps, reason = jnp.zeros((), jnp.int32), jnp.array(NOT_DIVERGED)
+            state_norms = jnp.zeros((net.num_hidden,), x.dtype)
+
+        mean_energy = lambda p: jnp.mean(energy(p, states, x, y, hyper.beta))  # noqa: E731
+        f_end, grads = jax.value_and_grad(mean_energy)(params)
+        updates, new_opt_state = tx.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+
+        finite = jnp.isfinite(f_end) & jnp.isfinite(optax.tree.norm(new_params))
+        reason = jnp.where(
+            (reason == NOT_DIVERGED) & ~finite, NONFINITE_LEARNING, reason
+        ).astype(jnp.int32)
+        ok = reason == NOT_DIVERGED
+        keep = lambda new, old: jax.tree.map(  # noqa: E731
+            lambda a, b: jnp.where(ok, a, b), new, old
+        )
+        f_start = r.energy_start / batch if energy.uses_inference else f_end
+        stats = dict(
+            loss=loss,
+            correct=correct,
+            energy_start=jnp.where(jnp.isnan(f_start), f_end, f_start),
+            energy_end=f_end,
+            steps=steps,
+            state_grad_norms=state_norms,
+            param_grad_norms=layer_norms(grads),
+            reason=reason,
+        )
+        return keep(new_params, params), keep(new_opt_state, opt_state), stats
+
+    return step
+
+
+@functools.lru_cache(maxsize=32)
+def compiled_epoch(net: MLP, energy, optimizer_name: str, batch_size: int):
+    """The jitted epoch for one program structure.
+
+    The optimizer is rebuilt from its name alone: its numbers live in the
+    optimizer state (``optax.inject_hyperparams``), which is an input.
+    """
+    tx = make_optimizer(OptimizerConfig(name=optimizer_name))
+    step = make_train_step(net, energy, tx)
+
+    def accumulate(sums: EpochSums, s: dict, index) -> EpochSums:
+        diverged = s["reason"] != NOT_DIVERGED
+        return EpochSums(
+            batches=sums.batches + 1,
+            loss=sums.loss + s["loss"],
+            correct=sums.correct + s["correct"],
+            energy_start=sums.energy_start + s["energy_start"],
+            energy_end=sums.energy_end + s["energy_end"],
+            steps=sums.steps + s["steps"],
+            state_grad_norms=sums.state_grad_norms + s["state_grad_norms"],
+            param_grad_norms=sums.param_grad_norms + s["param_grad_norms"],
+            reason=s["reason"],
+            divergence_step=jnp.where(diverged, index, -1).astype(jnp.int32),
+        )
+
+    def epoch(params, opt_state, x, y, key, hyper: Hyper, first_step):
+        num_batches = x.shape[0] // batch_size
+        order = jax.random.permutation(key, x.shape[0])
+        order = order[: num_batches * batch_size].reshape(num_batches, batch_size)
+
+        def run(carry, idx, index):
+            params, opt_state, sums = carry
+            params, opt_state, s = step(params, opt_state, x[idx], y[idx], hyper)
+            return params, opt_state, accumulate(sums, s, index)
+
+        def body(carry, inputs):
+            idx, i = inputs
+            carry = jax.lax.cond(
+                carry[2].reason != NOT_DIVERGED,
+                lambda c, *_: c,
+                run,
+                carry,
+                idx,
+                first_step + i,
+            )
+            return carry, None
+
+        init = (params, opt_state, _zero_sums(net, x.dtype))
+        indices = jnp.arange(num_batches, dtype=jnp.int32)
+        (params, opt_state, sums), _ = jax.lax.scan(body, init, (order, indices))
+        return params, opt_state, sums
+
+    return jax.jit(epoch, donate_argnums=(0, 1))
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_correct(net: MLP):
+    return jax.jit(lambda p, x, y: jnp.sum(jnp.argmax(net.logits(p, x), -1) == y))
+
+
+def accuracy(net: MLP, params, x, y, batch_size: int) -> float:
+    """Accuracy of a forward pass (no inference), in chunks of ``batch_size``."""
+    count = _compiled_correct(net)
+    correct = sum(
+        int(count(params, x[i : i + batch_size], y[i : i + batch_size]))
+        for i in range(0, len(x), batch_size)
+    )
+    return correct / len(x)
+
+
+def _epoch_metrics(sums: EpochSums, batch_size: int) -> dict[str, float]:
+    s = jax.device_get(sums)
+    n = max(int(s.batches), 1)
+    out = {
+        m.TRAIN_LOSS: float(s.loss) / n,
+        m.TRAIN_ACCURACY: float(s.correct) / (n * batch_size),
+        m.ENERGY_START: float(s.energy_start) / n,
+        m.ENERGY_END: float(s.energy_end) / n,
+        m.INFERENCE_STEPS: float(s.steps) / n,
+        m.DIVERGED: float(int(s.reason) != NOT_DIVERGED),
+        m.DIVERGENCE_STEP: float(s.divergence_step),
+    }
+    for i, v in enumerate(np.asarray(s.state_grad_norms) / n, start=1):
+        out[m.state_grad_norm(i)] = float(v)
+    for i, v in enumerate(np.asarray(s.param_grad_norms) / n, start=1):
+        out[m.param_grad_norm(i)] = float(v)
+    return out
+
+
+def hyper_from(cfg: RunConfig) -> Hyper:
+    t = cfg.trainer
+    return Hyper(
+        state_lr=jnp.asarray(t.state_lr, jnp.float32),
+        beta=jnp.asarray(cfg.energy.beta, jnp.float32),
+        inference_steps=jnp.asarray(t.inference_steps, jnp.int32),
+        convergence_threshold=jnp.asarray(t.convergence_threshold, jnp.float32),
+        divergence_factor=jnp.asarray(t.divergence_factor, jnp.float32),
+    )
+
+
+def build_network(cfg: RunConfig, data: Splits) -> MLP:
+    sizes = (data.num_features, *cfg.model.hidden_sizes, data.num_classes)
+    return MLP(tuple(int(s) for s in sizes), cfg.model.activation)
+
+
+def train_and_evaluate(
+    cfg: RunConfig, data: Splits, callback: Callback | None = None
+) -> RunResult:
+    """Trains for ``cfg.trainer.epochs`` epochs, reporting to ``callback``.
+
+    A diverged batch ends the run after its epoch (the metrics say where);
+    the returned parameters are the last finite ones.
+    """
+    # Setup: everything that can fail on bad input fails here.
+    validate(cfg)
+    t = cfg.trainer
+    if t.batch_size > len(data.train_x):
+        raise ValueError(
+            f"trainer.batch_size={t.batch_size} exceeds the {len(data.train_x)} "
+            "training images."
+        )
+    net = build_network(cfg, data)
+    energy = make_energy(cfg.energy, net)
+    tx = make_optimizer(cfg.optimizer)
+    epoch_fn = compiled_epoch(net, energy, cfg.optimizer.name, t.batch_size)
+    hyper = hyper_from(cfg)
+
+    key = jax.random.key(cfg.seed)
+    key, init_key = jax.random.split(key)
+    params = net.init(init_key)
+    opt_state = tx.init(params)
+    train_x, train_y = jax.device_put(data.train_x), jax.device_put(data.train_y)
+    batches_per_epoch = len(data.train_x) // t.batch_size
+
+    # Epochs: one device call each, metrics fetched once at the end of it.
+    history: list[dict[str, float]] = []
+    divergence, stopped = None, False
+    for epoch in range(t.epochs):
+        start = time.perf_counter()
+        key, epoch_key = jax.random.split(key)
+        params, opt_state, sums = epoch_fn(
+            params, opt_state, train_x, train_y, epoch_key, hyper,
+            jnp.asarray(epoch * batches_per_epoch, jnp.int32),
+        )
+        row = _epoch_metrics(sums, t.batch_size)
+        row[m.VAL_ACCURACY] = accuracy(
+            net, params, data.val_x, data.val_y, t.eval_batch_size
+        )
+        row[m.TEST_ACCURACY] = accuracy(
+            net, params, data.test_x, data.test_y, t.eval_batch_size
+        )
+        history.append(row)
+        log.info(
+            "epoch %d: loss %.4f, val %.4f, test %.4f, %.1f s",
+            epoch + 1, row[m.TRAIN_LOSS], row[m.VAL_ACCURACY],
+            row[m.TEST_ACCURACY], time.perf_counter() - start,
+        )
+
+        # Reporting: divergence ends the run; the callback may end it too.
+        reason = int(sums.reason)
+        if reason != NOT_DIVERGED:
+            divergence = (
+                f"{DIVERGENCE_REASONS[reason]} at step "
+                f"{int(row[m.DIVERGENCE_STEP])} (epoch {epoch + 1})"
+            )
+            log.warning("Run diverged: %s", divergence)
+        if callback is not None and callback(epoch + 1, row):
+            stopped = True
+        if divergence or stopped:
+            break
+    return RunResult(history, params, divergence, stopped)
