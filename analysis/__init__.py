@@ -1,0 +1,1 @@
+"""Reads studies back from MLflow and exports plots and tables."""
