@@ -38,7 +38,9 @@ def trials(client: MlflowClient, study: str) -> pd.DataFrame:
     experiment = client.get_experiment_by_name(study)
     if experiment is None:
         names = ", ".join(e.name for e in client.search_experiments()) or "none"
-        raise StudyNotFoundError(f"study={study!r} is not in the store; it has: {names}.")
+        raise StudyNotFoundError(
+            f"study={study!r} is not in the store; it has: {names}."
+        )
     runs = client.search_runs(
         [experiment.experiment_id], f"tags.`{TRIAL_NUMBER}` LIKE '%'"
     )
@@ -67,7 +69,9 @@ def trials(client: MlflowClient, study: str) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("trial").reset_index(drop=True)
 
 
-def histories(client: MlflowClient, run_ids: list[str], keys: list[str]) -> pd.DataFrame:
+def histories(
+    client: MlflowClient, run_ids: list[str], keys: list[str]
+) -> pd.DataFrame:
     """Long table (run_id, key, step, value) of the metrics ``keys``."""
     rows = [
         (run_id, key, point.step, point.value)

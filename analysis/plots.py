@@ -38,12 +38,17 @@ def validation_curves(
         if points.empty:
             continue
         ax.plot(
-            points["step"], points["value"], marker="o", markersize=3,
+            points["step"],
+            points["value"],
+            marker="o",
+            markersize=3,
             color=colors.get(str(row.optimizer), "grey"),
-            linestyle=":" if row.diverged else "-", alpha=0.8,
+            linestyle=":" if row.diverged else "-",
+            alpha=0.8,
         )
     ax.set(
-        xlabel="epoch", ylabel="validation accuracy (forward pass)",
+        xlabel="epoch",
+        ylabel="validation accuracy (forward pass)",
         title=f"{study}: validation accuracy per trial",
     )
     ax.grid(alpha=0.3)
@@ -66,9 +71,13 @@ def gradient_norms(
             if points.empty:
                 continue
             ax.plot(
-                points["step"], points["value"], marker="o", markersize=3,
+                points["step"],
+                points["value"],
+                marker="o",
+                markersize=3,
                 color=colors.get(str(row.optimizer), "grey"),
-                linestyle=":" if row.diverged else "-", alpha=0.8,
+                linestyle=":" if row.diverged else "-",
+                alpha=0.8,
             )
         ax.set(xlabel="epoch", title=key, yscale="log")
         ax.grid(alpha=0.3)

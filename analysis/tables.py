@@ -9,8 +9,17 @@ import pandas as pd
 from trainers import metrics as m
 
 COLUMNS = [
-    "trial", "state", "optimizer", "lr", "state_lr", "beta", "inference_steps",
-    m.VAL_ACCURACY, m.TEST_ACCURACY, "diverged", "divergence",
+    "trial",
+    "state",
+    "optimizer",
+    "lr",
+    "state_lr",
+    "beta",
+    "inference_steps",
+    m.VAL_ACCURACY,
+    m.TEST_ACCURACY,
+    "diverged",
+    "divergence",
 ]
 
 
@@ -20,7 +29,5 @@ def write_tables(table: pd.DataFrame, out_dir: Path) -> list[Path]:
     ranked = table.sort_values(m.VAL_ACCURACY, ascending=False, na_position="last")
     csv_path, md_path = out_dir / "trials.csv", out_dir / "trials.md"
     ranked.to_csv(csv_path, index=False)
-    md_path.write_text(
-        ranked[COLUMNS].to_markdown(index=False, floatfmt=".4g") + "\n"
-    )
+    md_path.write_text(ranked[COLUMNS].to_markdown(index=False, floatfmt=".4g") + "\n")
     return [csv_path, md_path]

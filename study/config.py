@@ -8,7 +8,6 @@ trial as :class:`Baseline`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from trainers.config import ConfigError, OptimizerConfig, RunConfig, TrackingConfig
 
@@ -32,9 +31,9 @@ class SearchSpace:
     config's value is used. ``optimizer_lr`` maps each optimizer the study
     may choose to its own range for eta_theta."""
 
-    state_lr: Optional[FloatRange] = None
-    beta: Optional[FloatRange] = None
-    inference_steps: Optional[IntRange] = None
+    state_lr: FloatRange | None = None
+    beta: FloatRange | None = None
+    inference_steps: IntRange | None = None
     optimizer_lr: dict[str, FloatRange] = field(default_factory=dict)
 
 
@@ -54,7 +53,7 @@ class StudyConfig:
     """``name`` null derives one from model, energy, optimizer and dataset.
     ``storage`` is any Optuna storage URL (a SQLite file by default)."""
 
-    name: Optional[str] = None
+    name: str | None = None
     n_trials: int = 8
     storage: str = "sqlite:///optuna.db"
     n_startup_trials: int = 4
@@ -69,7 +68,7 @@ class StudyRunConfig(RunConfig):
     study searches over ``study.space.optimizer_lr``'s optimizers, whose
     base settings ``optimizers`` holds."""
 
-    optimizer: Optional[OptimizerConfig] = None
+    optimizer: OptimizerConfig | None = None
     optimizers: dict[str, OptimizerConfig] = field(default_factory=dict)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
@@ -98,7 +97,9 @@ def validate_study(cfg: StudyRunConfig) -> None:
     trainer's ``validate`` before anything runs."""
     s = cfg.study
     if s.n_trials < 1:
-        raise ConfigError(f"study.n_trials={s.n_trials} is not allowed; it must be >= 1.")
+        raise ConfigError(
+            f"study.n_trials={s.n_trials} is not allowed; it must be >= 1."
+        )
     space = s.space
     _check_range("study.space.state_lr", space.state_lr, positive=True)
     _check_range("study.space.beta", space.beta, positive=False)

@@ -88,8 +88,10 @@ def run_study(cfg: DictConfig, data: datasets.Splits | None = None) -> Summary:
         if best is not None:
             tracker.log_metrics(
                 parent_id,
-                {f"best_{m.VAL_ACCURACY}": best[m.VAL_ACCURACY],
-                 f"best_{m.TEST_ACCURACY}": best[m.TEST_ACCURACY] or float("nan")},
+                {
+                    f"best_{m.VAL_ACCURACY}": best[m.VAL_ACCURACY],
+                    f"best_{m.TEST_ACCURACY}": best[m.TEST_ACCURACY] or float("nan"),
+                },
                 step=len(study.trials),
             )
             tracker.set_tags(parent_id, {"best_trial": best["number"]})

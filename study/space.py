@@ -56,13 +56,17 @@ def suggest(trial: optuna.Trial, cfg: StudyRunConfig) -> dict[str, Any]:
     if uses_inference(cfg):
         if space.state_lr is not None:
             r = space.state_lr
-            params["state_lr"] = trial.suggest_float("state_lr", r.low, r.high, log=r.log)
+            params["state_lr"] = trial.suggest_float(
+                "state_lr", r.low, r.high, log=r.log
+            )
         if space.beta is not None:
             r = space.beta
             params["beta"] = trial.suggest_float("beta", r.low, r.high, log=r.log)
         if space.inference_steps is not None:
             r = space.inference_steps
-            params["inference_steps"] = trial.suggest_int("inference_steps", r.low, r.high)
+            params["inference_steps"] = trial.suggest_int(
+                "inference_steps", r.low, r.high
+            )
     return params
 
 
@@ -86,7 +90,11 @@ def baseline(cfg: StudyRunConfig) -> dict[str, Any]:
             if getattr(space, name) is not None:
                 params[name] = getattr(b, name)
     for name, value in params.items():
-        r = _lr_range(cfg, optimizer) if name.startswith("lr_") else getattr(space, name, None)
+        r = (
+            _lr_range(cfg, optimizer)
+            if name.startswith("lr_")
+            else getattr(space, name, None)
+        )
         if r is not None and not r.low <= value <= r.high:
             raise ConfigError(
                 f"study.baseline: {name}={value} lies outside its search range "

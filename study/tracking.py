@@ -90,12 +90,12 @@ class Tracker:
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
         for i in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=metrics[i : i + _MAX_METRICS_PER_BATCH])
+            self.client.log_batch(
+                run_id, metrics=metrics[i : i + _MAX_METRICS_PER_BATCH]
+            )
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        self.client.log_batch(
-            run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]
-        )
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         """``status`` is one of MLflow's FINISHED, FAILED or KILLED."""

@@ -1,11 +1,12 @@
 """Energies against by-hand computations and the paper's closed forms."""
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trainers.energies import HPC, BiPC, Backprop
+from trainers.energies import HPC, Backprop, BiPC
 from trainers.inference import Hyper, relax
 from trainers.model import MLP
 
@@ -26,7 +27,10 @@ def _setup(sizes=(3, 4, 3, 2), activation="tanh", batch=5):
 
 
 def _np(params):
-    return {k: {n: np.asarray(a, np.float64) for n, a in v.items()} for k, v in params.items()}
+    return {
+        k: {n: np.asarray(a, np.float64) for n, a in v.items()}
+        for k, v in params.items()
+    }
 
 
 def test_hpc_energy_by_hand():
@@ -114,8 +118,10 @@ def _cosine(a, b):
 def _relaxed_grads(energy, net, params, x, y, beta, steps=2000, state_lr=0.1):
     states, _ = net.forward(params, x)
     hyper = Hyper(
-        state_lr=jnp.float32(state_lr), beta=jnp.float32(beta),
-        inference_steps=jnp.int32(steps), convergence_threshold=jnp.float32(0.0),
+        state_lr=jnp.float32(state_lr),
+        beta=jnp.float32(beta),
+        inference_steps=jnp.int32(steps),
+        convergence_threshold=jnp.float32(0.0),
         divergence_factor=jnp.float32(1e6),
     )
     relaxed = relax(energy, params, states, x, y, hyper)
@@ -128,13 +134,22 @@ def test_pc_gradients_approach_backprop_as_the_output_error_shrinks(loss):
     """With beta -> 0 the errors at equilibrium shrink and dF/dtheta / beta
     approaches the gradient of C (Whittington and Bogacz 2017)."""
     net, params, x, _, y = _setup(sizes=(6, 10, 8, 4), batch=8)
-    backprop = jax.grad(lambda p: jnp.mean(Backprop(net, loss)(p, (), x, y, 1.0)))(params)
-    cosines = []
+    backprop = jax.grad(lambda p: jnp.mean(Backprop(net, loss)(p, (), x, y, 1.0)))(
+        params
+    )
+    cosines, ratios = [], []
     for beta in (1.0, 0.01):
-        relaxed, grads = _relaxed_grads(HPC(net, loss), net, params, x, y, beta)
-        cosines.append(_cosine(jax.tree.map(lambda g: g / beta, grads), backprop))
+        _, grads = _relaxed_grads(HPC(net, loss), net, params, x, y, beta)
+        scaled = jax.tree.map(lambda g, b=beta: g / b, grads)
+        cosines.append(_cosine(scaled, backprop))
+        ratios.append(_norm(scaled) / _norm(backprop))
     assert cosines[1] > 0.99
     assert cosines[1] >= cosines[0] - 1e-6
+    assert ratios[1] == pytest.approx(1.0, abs=0.05)
+
+
+def _norm(tree):
+    return float(jnp.linalg.norm(jax.flatten_util.ravel_pytree(tree)[0]))
 
 
 def test_bipc_linear_nodes_settle_at_the_mean_of_their_predictions():
@@ -145,8 +160,9 @@ def test_bipc_linear_nodes_settle_at_the_mean_of_their_predictions():
     # A small W2 keeps 2I - W2 W2^T well conditioned, so descent converges.
     params["layer_1"]["kernel"] = 0.5 * params["layer_1"]["kernel"]
     energy = BiPC(net, "cross_entropy", "eq10", "none")
-    relaxed, _ = _relaxed_grads(energy, net, params, x, y, beta=0.0, steps=5000,
-                                state_lr=0.05)
+    relaxed, _ = _relaxed_grads(
+        energy, net, params, x, y, beta=0.0, steps=5000, state_lr=0.05
+    )
     W1, b1 = params["layer_0"]["kernel"], params["layer_0"]["bias"]
     W2, b2 = params["layer_1"]["kernel"], params["layer_1"]["bias"]
     # v2 = v1 W2 + b2 and v1 = (x W1 + b1 + v2 W2^T) / 2, eliminated for v1.

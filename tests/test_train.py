@@ -10,14 +10,20 @@ from jax import monitoring
 
 from trainers import metrics as m
 from trainers.config import ConfigError, RunConfig
-from trainers.inference import EXPLODING_INFERENCE, NONFINITE_INFERENCE, DIVERGENCE_REASONS
+from trainers.inference import (
+    DIVERGENCE_REASONS,
+    EXPLODING_INFERENCE,
+    NONFINITE_INFERENCE,
+)
 from trainers.train import train_and_evaluate
 
 _compiles: list[str] = []
 monitoring.register_event_duration_secs_listener(
-    lambda name, *args, **kwargs: _compiles.append(name)
-    if name == "/jax/core/compile/backend_compile_duration"
-    else None
+    lambda name, *args, **kwargs: (
+        _compiles.append(name)
+        if name == "/jax/core/compile/backend_compile_duration"
+        else None
+    )
 )
 
 
@@ -54,10 +60,22 @@ def test_short_run_beats_chance_by_a_wide_margin(small_fashion, energy, width, f
 def test_every_documented_metric_is_reported(small_fashion):
     rows = []
     train_and_evaluate(_cfg(), small_fashion, callback=lambda e, r: rows.append(r))
-    names = {m.TRAIN_LOSS, m.TRAIN_ACCURACY, m.VAL_ACCURACY, m.TEST_ACCURACY,
-             m.ENERGY_START, m.ENERGY_END, m.INFERENCE_STEPS, m.DIVERGED,
-             m.DIVERGENCE_STEP, m.state_grad_norm(1), m.state_grad_norm(2),
-             m.param_grad_norm(1), m.param_grad_norm(2), m.param_grad_norm(3)}
+    names = {
+        m.TRAIN_LOSS,
+        m.TRAIN_ACCURACY,
+        m.VAL_ACCURACY,
+        m.TEST_ACCURACY,
+        m.ENERGY_START,
+        m.ENERGY_END,
+        m.INFERENCE_STEPS,
+        m.DIVERGED,
+        m.DIVERGENCE_STEP,
+        m.state_grad_norm(1),
+        m.state_grad_norm(2),
+        m.param_grad_norm(1),
+        m.param_grad_norm(2),
+        m.param_grad_norm(3),
+    }
     assert set(rows[0]) == names
     assert all(np.isfinite(v) for v in rows[0].values())
 
@@ -72,8 +90,10 @@ def test_huge_state_rate_is_reported_as_divergence_not_raised(small_fashion):
     cfg = _cfg(state_lr=1e4, epochs=2)
     result = train_and_evaluate(cfg, small_fashion)
     assert result.divergence is not None
-    assert any(DIVERGENCE_REASONS[r] in result.divergence
-               for r in (EXPLODING_INFERENCE, NONFINITE_INFERENCE))
+    assert any(
+        DIVERGENCE_REASONS[r] in result.divergence
+        for r in (EXPLODING_INFERENCE, NONFINITE_INFERENCE)
+    )
     assert result.final[m.DIVERGED] == 1.0
     assert result.final[m.DIVERGENCE_STEP] == 0
     assert len(result.history) == 1  # the run stopped after that epoch

@@ -49,7 +49,9 @@ def output_loss(kind: str, logits: jax.Array, labels: jax.Array) -> jax.Array:
 def forward_errors(net: MLP, params: Params, states: States, x: jax.Array):
     """eps^f_i = v_i - g_i(v_{i-1}) for i = 1..L."""
     below = (x,) + states[:-1]
-    return [v - net.predict(params, i, u) for i, (v, u) in enumerate(zip(states, below))]
+    return [
+        v - net.predict(params, i, u) for i, (v, u) in enumerate(zip(states, below))
+    ]
 
 
 @dataclass(frozen=True)

@@ -77,9 +77,7 @@ class _Carry(NamedTuple):
 
 def relax(energy, params: Params, states: States, x, y, hyper: Hyper) -> Relaxed:
     """Runs inference on one batch; ``energy`` returns per-sample values."""
-    total = jax.value_and_grad(
-        lambda s: jnp.sum(energy(params, s, x, y, hyper.beta))
-    )
+    total = jax.value_and_grad(lambda s: jnp.sum(energy(params, s, x, y, hyper.beta)))
 
     def cond(c: _Carry):
         running = (c.step < hyper.inference_steps) & ~c.converged

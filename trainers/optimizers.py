@@ -5,7 +5,7 @@ A *layer* is one top-level entry of the parameter tree (for the MLP, one
 edge's weight together with its bias). Its gradient norm is the norm of all
 its leaves together:
 
-.. math:: \|g_i\| = \big(\textstyle\sum_{\text{leaf} \in i} \|g_{\text{leaf}}\|^2\big)^{1/2}.
+.. math:: \|g_i\| = \big(\textstyle\sum_{l \in i} \|g_l\|^2\big)^{1/2}.
 
 Every factory is wrapped in :func:`optax.inject_hyperparams`, so the rates
 live in the optimizer state: a new learning rate is new data, not a new

@@ -275,7 +275,12 @@ def train_and_evaluate(
         start = time.perf_counter()
         key, epoch_key = jax.random.split(key)
         params, opt_state, sums = epoch_fn(
-            params, opt_state, train_x, train_y, epoch_key, hyper,
+            params,
+            opt_state,
+            train_x,
+            train_y,
+            epoch_key,
+            hyper,
             jnp.asarray(epoch * batches_per_epoch, jnp.int32),
         )
         row = _epoch_metrics(sums, t.batch_size)
@@ -288,8 +293,11 @@ def train_and_evaluate(
         history.append(row)
         log.info(
             "epoch %d: loss %.4f, val %.4f, test %.4f, %.1f s",
-            epoch + 1, row[m.TRAIN_LOSS], row[m.VAL_ACCURACY],
-            row[m.TEST_ACCURACY], time.perf_counter() - start,
+            epoch + 1,
+            row[m.TRAIN_LOSS],
+            row[m.VAL_ACCURACY],
+            row[m.TEST_ACCURACY],
+            time.perf_counter() - start,
         )
 
         # Reporting: divergence ends the run; the callback may end it too.

@@ -48,10 +48,21 @@ def prepare(cfg: DatasetConfig):
     """Builds the TFDS dataset from ``cfg.manual_dir`` unless already built."""
     import tensorflow_datasets as tfds
 
+    from trainers.data.fashion_mnist import (
+        DOWNLOAD_URL,
+        files_present,
+        host_reachable,
+        missing_error,
+    )
+
     builder = _builder(cfg)
     if not builder.is_prepared():
+        on_disk = files_present(cfg.manual_dir)
+        if not on_disk and not host_reachable(DOWNLOAD_URL):
+            raise missing_error(cfg.manual_dir)
         log.info("Preparing %s under %s", cfg.name, builder.data_dir)
-        config = tfds.download.DownloadConfig(manual_dir=cfg.manual_dir)
+        manual_dir = cfg.manual_dir if on_disk else None
+        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
         builder.download_and_prepare(download_config=config, file_format="array_record")
     return builder
 

@@ -1,0 +1,102 @@
+"""Exports of a study read back from MLflow: plots, tables, and the UI."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from analysis import load
+from analysis.__main__ import export
+from study.runner import run_study
+from trainers import metrics as m
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def finished_study(compose_study, small_fashion):
+    cfg = compose_study("study.n_trials=3")
+    return cfg, run_study(cfg, small_fashion)
+
+
+def test_export_writes_plots_and_tables(finished_study, tmp_path):
+    cfg, summary = finished_study
+    client = MlflowClient(cfg.tracking.uri)
+    assert load.latest_study(client) == summary.study_name
+
+    written = export(client, summary.study_name, tmp_path / "reports")
+    names = {p.name for p in written}
+    assert names == {
+        "trials.csv",
+        "trials.md",
+        "val_accuracy.png",
+        "param_grad_norms.png",
+    }
+    for path in written:
+        assert path.stat().st_size > 0
+    for png in ("val_accuracy.png", "param_grad_norms.png"):
+        assert (tmp_path / "reports" / png).read_bytes()[:8] == PNG_MAGIC
+
+    table = pd.read_csv(tmp_path / "reports" / "trials.csv")
+    assert sorted(table["trial"]) == [0, 1, 2]
+    best = table.loc[table[m.VAL_ACCURACY].idxmax()]
+    assert best[m.VAL_ACCURACY] == pytest.approx(summary.best[m.VAL_ACCURACY])
+    markdown = (tmp_path / "reports" / "trials.md").read_text()
+    assert markdown.split("|")[1].strip() == "trial"
+    assert markdown.count("\n") == 2 + 3
+
+
+def test_unknown_study_names_the_ones_there(finished_study, tmp_path):
+    cfg, summary = finished_study
+    client = MlflowClient(cfg.tracking.uri)
+    with pytest.raises(load.StudyNotFoundError, match=summary.study_name):
+        export(client, "no-such-study", tmp_path)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ui_serves_the_store_and_lists_the_study(finished_study, tmp_path):
+    cfg, summary = finished_study
+    port = _free_port()
+    mlflow = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen(
+        [
+            str(mlflow),
+            "ui",
+            "--backend-store-uri",
+            cfg.tracking.uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=100"
+    try:
+        deadline, body = time.monotonic() + 90, None
+        while body is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    body = json.load(response)
+            except OSError:
+                time.sleep(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert body is not None, "the MLflow UI did not answer within 90 s"
+    assert summary.study_name in {e["name"] for e in body["experiments"]}
