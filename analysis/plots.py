@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from trainers import metrics as m  # noqa: E402
 
@@ -51,6 +52,7 @@ def validation_curves(
         ylabel="validation accuracy (forward pass)",
         title=f"{study}: validation accuracy per trial",
     )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     _legend_by_optimizer(ax, colors)
     return _save(fig, path)
@@ -80,6 +82,7 @@ def gradient_norms(
                 alpha=0.8,
             )
         ax.set(xlabel="epoch", title=key, yscale="log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean norm of dF/dtheta")
     _legend_by_optimizer(axes[0][-1], colors)

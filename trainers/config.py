@@ -74,7 +74,7 @@ class TrainerConfig:
     its energy turns non-finite or grows past ``divergence_factor`` times its
     value at the start of inference."""
 
-    epochs: int = 2
+    epochs: int = 3
     batch_size: int = 128
     inference_steps: int = 20
     state_lr: float = 0.1
