@@ -26,14 +26,11 @@ def _legend_by_optimizer(ax, colors: dict[str, str]) -> None:
     ax.legend(handles=handles, fontsize="small")
 
 
-def validation_curves(
-    table: pd.DataFrame, history: pd.DataFrame, study: str, path: Path
-) -> Path:
-    """Validation accuracy per epoch, one line per trial, coloured by
+def _trial_lines(ax, table: pd.DataFrame, history: pd.DataFrame, key: str) -> None:
+    """One line per trial of metric ``key`` over epochs, coloured by
     optimizer; diverged trials dotted."""
     colors = optimizer_colors(table)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    curves = history[history["key"] == m.VAL_ACCURACY]
+    curves = history[history["key"] == key]
     for row in table.itertuples():
         points = curves[curves["run_id"] == row.run_id].sort_values("step")
         if points.empty:
@@ -47,14 +44,22 @@ def validation_curves(
             linestyle=":" if row.diverged else "-",
             alpha=0.8,
         )
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+
+
+def validation_curves(
+    table: pd.DataFrame, history: pd.DataFrame, study: str, path: Path
+) -> Path:
+    """Validation accuracy per epoch, one line per trial."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    _trial_lines(ax, table, history, m.VAL_ACCURACY)
     ax.set(
-        xlabel="epoch",
         ylabel="validation accuracy (forward pass)",
         title=f"{study}: validation accuracy per trial",
     )
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    _legend_by_optimizer(ax, colors)
+    _legend_by_optimizer(ax, optimizer_colors(table))
     return _save(fig, path)
 
 
@@ -62,30 +67,14 @@ def gradient_norms(
     table: pd.DataFrame, history: pd.DataFrame, keys: list[str], study: str, path: Path
 ) -> Path:
     """Each layer's parameter-gradient norm over epochs, one panel per layer."""
-    colors = optimizer_colors(table)
     fig, axes = plt.subplots(
         1, len(keys), figsize=(4 * len(keys), 3.8), squeeze=False, sharey=True
     )
     for ax, key in zip(axes[0], keys):
-        curves = history[history["key"] == key]
-        for row in table.itertuples():
-            points = curves[curves["run_id"] == row.run_id].sort_values("step")
-            if points.empty:
-                continue
-            ax.plot(
-                points["step"],
-                points["value"],
-                marker="o",
-                markersize=3,
-                color=colors.get(str(row.optimizer), "grey"),
-                linestyle=":" if row.diverged else "-",
-                alpha=0.8,
-            )
-        ax.set(xlabel="epoch", title=key, yscale="log")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
+        _trial_lines(ax, table, history, key)
+        ax.set(title=key, yscale="log")
     axes[0][0].set_ylabel("mean norm of dF/dtheta")
-    _legend_by_optimizer(axes[0][-1], colors)
+    _legend_by_optimizer(axes[0][-1], optimizer_colors(table))
     fig.suptitle(f"{study}: per-layer parameter-gradient norms")
     return _save(fig, path)
 

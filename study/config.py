@@ -54,7 +54,7 @@ class StudyConfig:
     ``storage`` is any Optuna storage URL (a SQLite file by default)."""
 
     name: str | None = None
-    n_trials: int = 8
+    n_trials: int = 12
     storage: str = "sqlite:///optuna.db"
     n_startup_trials: int = 4
     pruner_warmup_epochs: int = 1
