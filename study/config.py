@@ -106,6 +106,11 @@ def validate_study(cfg: StudyRunConfig) -> None:
     _check_range("study.space.inference_steps", space.inference_steps, positive=False)
     if space.beta is not None and space.beta.low < 0:
         raise ConfigError(f"study.space.beta.low={space.beta.low} must be >= 0.")
+    if space.beta is not None and cfg.energy.name == "ep" and space.beta.low <= 0:
+        raise ConfigError(
+            f"study.space.beta.low={space.beta.low} is not allowed with energy=ep: "
+            "the nudged phase needs beta > 0 (try study.space.beta.low=0.05)."
+        )
     if space.inference_steps is not None and space.inference_steps.low < 0:
         raise ConfigError("study.space.inference_steps.low must be >= 0.")
     for name, r in space.optimizer_lr.items():

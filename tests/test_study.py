@@ -121,6 +121,7 @@ def test_ctrl_c_marks_the_running_trial_failed_everywhere(
         ("trainer.batch_size=0", r"trainer.batch_size=0"),
         ("study.baseline.inference_steps=99", r"inference_steps=99 lies outside"),
         ("optimizer=sgd", r"optimizer=sgd has no range"),
+        ("energy=ep", r"study.space.beta.low=0.0 is not allowed with energy=ep"),
     ],
 )
 def test_bad_options_fail_before_anything_is_written(

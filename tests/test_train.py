@@ -42,13 +42,13 @@ def _cfg(**trainer) -> RunConfig:
     "energy, width, floor",
     # BiPC (Eq 10) starts slowly on an MLP: its tied feedback weights first
     # learn to reconstruct; 0.35 after 128 updates is still far from chance.
-    [("hpc", 64, 0.6), ("backprop", 64, 0.6), ("bipc", 256, 0.35)],
+    [("hpc", 64, 0.6), ("backprop", 64, 0.6), ("bipc", 256, 0.35), ("ep", 64, 0.6)],
 )
 def test_short_run_beats_chance_by_a_wide_margin(small_fashion, energy, width, floor):
     cfg = _cfg(epochs=2, inference_steps=5, state_lr=0.01, batch_size=32)
     cfg.model.hidden_sizes = [width, width]
     cfg.energy.name = energy
-    cfg.energy.loss = "mse" if energy == "hpc" else "cross_entropy"
+    cfg.energy.loss = "mse" if energy in ("hpc", "ep") else "cross_entropy"
     result = train_and_evaluate(cfg, small_fashion)
     assert result.divergence is None
     assert len(result.history) == 2

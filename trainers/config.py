@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
-ENERGIES = ("hpc", "bipc", "backprop")
+ENERGIES = ("hpc", "bipc", "ep", "backprop")
+EP_NUDGING = ("symmetric", "one_sided")
+STATE_OPTIMIZERS = ("sgd", "adam", "lalr")
 BIPC_FORMS = ("eq10", "eq9")
 LOSSES = ("cross_entropy", "mse")
 INPUT_FEEDBACK = ("reconstruction", "none")
@@ -40,6 +42,7 @@ class EnergyConfig:
     loss: str = "cross_entropy"
     bipc_form: str = "eq10"
     input_feedback: str = "none"
+    ep_nudging: str = "symmetric"
 
 
 @dataclass
@@ -78,6 +81,7 @@ class TrainerConfig:
     batch_size: int = 128
     inference_steps: int = 20
     state_lr: float = 0.1
+    state_optimizer: str = "sgd"
     convergence_threshold: float = 1e-4
     divergence_factor: float = 1e3
     eval_batch_size: int = 5000
@@ -134,7 +138,13 @@ def validate(cfg: RunConfig) -> None:
     _choice("energy.loss", cfg.energy.loss, LOSSES)
     _choice("energy.bipc_form", cfg.energy.bipc_form, BIPC_FORMS)
     _choice("energy.input_feedback", cfg.energy.input_feedback, INPUT_FEEDBACK)
+    _choice("energy.ep_nudging", cfg.energy.ep_nudging, EP_NUDGING)
     _positive("energy.beta", cfg.energy.beta, allow_zero=True)
+    if cfg.energy.name == "ep" and cfg.energy.beta == 0:
+        raise ConfigError(
+            "energy.beta=0.0 is not allowed with energy=ep: equilibrium "
+            "propagation learns from the nudged phase, which needs beta > 0."
+        )
 
     _choice("optimizer.name", cfg.optimizer.name, OPTIMIZERS)
     _positive("optimizer.lr", cfg.optimizer.lr)
@@ -158,6 +168,7 @@ def validate(cfg: RunConfig) -> None:
     _positive("trainer.eval_batch_size", t.eval_batch_size)
     _positive("trainer.inference_steps", t.inference_steps, allow_zero=True)
     _positive("trainer.state_lr", t.state_lr)
+    _choice("trainer.state_optimizer", t.state_optimizer, STATE_OPTIMIZERS)
     _positive("trainer.convergence_threshold", t.convergence_threshold, allow_zero=True)
     if not t.divergence_factor > 1:
         raise ConfigError(

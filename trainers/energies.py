@@ -70,6 +70,9 @@ class HPC:
     loss: str = "mse"
     uses_inference = True
 
+    def init_states(self, params: Params, x: jax.Array) -> States:
+        return self.net.forward(params, x)[0]
+
     def __call__(self, params, states, x, y, beta):
         internal = sum(_half_sq(e) for e in forward_errors(self.net, params, states, x))
         logits = self.net.predict(params, self.net.num_layers - 1, states[-1])
@@ -106,6 +109,9 @@ class BiPC:
     input_feedback: str = "reconstruction"
     uses_inference = True
 
+    def init_states(self, params: Params, x: jax.Array) -> States:
+        return self.net.forward(params, x)[0]
+
     def __call__(self, params, states, x, y, beta):
         net = self.net
         eps_f = forward_errors(net, params, states, x)
@@ -136,15 +142,69 @@ class Backprop:
     loss: str = "cross_entropy"
     uses_inference = False
 
+    def init_states(self, params: Params, x: jax.Array) -> States:
+        return ()
+
     def __call__(self, params, states, x, y, beta):
         return output_loss(self.loss, self.net.logits(params, x), y)
 
 
-def make_energy(cfg: EnergyConfig, net: MLP) -> HPC | BiPC | Backprop:
+@dataclass(frozen=True)
+class EP:
+    r"""Equilibrium propagation's Hopfield-like energy on a layered network
+    (Scellier and Bengio 2017; Chen et al. 2025, Eq 17):
+
+    .. math::
+        E = \tfrac12 \sum_{i=1}^{L+1} \|v_i\|^2
+            - \sum_{i=1}^{L+1} \rho(v_{i-1})^\top W_i\, \rho(v_i)
+            - \sum_{i=1}^{L+1} b_i^\top \rho(v_i),
+        \qquad F = E + \beta\, C(v_{L+1}, y),
+
+    with v_0 = x clamped (rho(x) = x), rho the model's activation, and the
+    output node v_{L+1} a free state whose value is read as the logits. The
+    pair sum of Eq 17 (1/2 over i != j, every pair counted twice) is the sum
+    over edges written here.
+
+    Learning compares two equilibria instead of descending F: the free phase
+    (beta = 0) and a nudged phase (beta, or +beta and -beta with symmetric
+    nudging, Laborieux et al. 2021), see ``trainers.train``. The states
+    start from a forward pass of pre-activations, v_i = rho(v_{i-1}) W_i +
+    b_i, whose output equals the MLP's logits.
+    """
+
+    net: MLP
+    loss: str = "mse"
+    symmetric: bool = True
+    uses_inference = True
+
+    def rho(self, i: int, v: jax.Array) -> jax.Array:
+        return v if i == 0 else self.net.act(v)
+
+    def init_states(self, params: Params, x: jax.Array) -> States:
+        states, v = [], x
+        for i in range(self.net.num_layers):
+            v = self.net.edge(params, i, self.rho(i, v))
+            states.append(v)
+        return tuple(states)
+
+    def __call__(self, params, states, x, y, beta):
+        nodes = (x,) + tuple(states)
+        rhos = [self.rho(i, v) for i, v in enumerate(nodes)]
+        energy = sum(_half_sq(v) for v in states)
+        for i in range(self.net.num_layers):
+            p = params[f"layer_{i}"]
+            coupling = rhos[i] @ p["kernel"] + p["bias"]
+            energy -= jnp.sum(coupling * rhos[i + 1], axis=-1)
+        return energy + beta * output_loss(self.loss, states[-1], y)
+
+
+def make_energy(cfg: EnergyConfig, net: MLP) -> HPC | BiPC | Backprop | EP:
     if cfg.name == "hpc":
         return HPC(net, cfg.loss)
     if cfg.name == "bipc":
         return BiPC(net, cfg.loss, cfg.bipc_form, cfg.input_feedback)
     if cfg.name == "backprop":
         return Backprop(net, cfg.loss)
+    if cfg.name == "ep":
+        return EP(net, cfg.loss, cfg.ep_nudging == "symmetric")
     raise ValueError(f"energy.name={cfg.name!r} is not supported.")

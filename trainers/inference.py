@@ -5,6 +5,7 @@ energy,
 
 .. math:: v \leftarrow v - \eta_v \, \partial F / \partial v,
 
+(or another optax rule, ``trainer.state_optimizer``),
 for at most N steps, stopping early once the relative change of the energy
 between two steps falls under the convergence threshold (the paper's Table 2
 threshold, 1e-7, only makes sense relative to the energy: float32 cannot
@@ -23,8 +24,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from trainers.model import Params, States
+from trainers.optimizers import scale_by_lalr
 
 _TINY = 1e-30
 
@@ -65,9 +68,28 @@ class Relaxed(NamedTuple):
     reason: jax.Array
 
 
+def state_optimizer(name: str, state_lr: jax.Array) -> optax.GradientTransformation:
+    """The state update as an optax transformation, built while tracing so
+    that ``state_lr`` stays a traced value.
+
+    ``sgd`` is the paper's v <- v - eta_v dF/dv (Eq 3 and 11); ``adam``
+    rescales each state coordinate; ``lalr`` moves every node by eta_v times
+    the harmonic mean of the nodes' gradient norms (Eq 13 to 16 with nodes
+    for layers; the norms span the whole batch, so it couples the samples).
+    """
+    if name == "sgd":
+        return optax.sgd(state_lr)
+    if name == "adam":
+        return optax.adam(state_lr)
+    if name == "lalr":
+        return optax.chain(scale_by_lalr(), optax.scale_by_learning_rate(state_lr))
+    raise ValueError(f"trainer.state_optimizer={name!r} is not supported.")
+
+
 class _Carry(NamedTuple):
     step: jax.Array
     states: States
+    opt_state: optax.OptState
     energy_prev: jax.Array
     energy_start: jax.Array
     grad_norm_sum: jax.Array
@@ -75,8 +97,18 @@ class _Carry(NamedTuple):
     reason: jax.Array
 
 
-def relax(energy, params: Params, states: States, x, y, hyper: Hyper) -> Relaxed:
-    """Runs inference on one batch; ``energy`` returns per-sample values."""
+def relax(
+    energy,
+    params: Params,
+    states: States,
+    x,
+    y,
+    hyper: Hyper,
+    optimizer: str = "sgd",
+) -> Relaxed:
+    """Runs inference on one batch; ``energy`` returns per-sample values and
+    ``optimizer`` names the state update (:func:`state_optimizer`)."""
+    tx = state_optimizer(optimizer, hyper.state_lr)
     total = jax.value_and_grad(lambda s: jnp.sum(energy(params, s, x, y, hyper.beta)))
 
     def cond(c: _Carry):
@@ -98,12 +130,13 @@ def relax(energy, params: Params, states: States, x, y, hyper: Hyper) -> Relaxed
         )
         norms = jnp.stack([jnp.mean(jnp.linalg.norm(g, axis=-1)) for g in grads])
         ok = reason == NOT_DIVERGED
-        states = jax.tree.map(
-            lambda v, g: jnp.where(ok, v - hyper.state_lr * g, v), c.states, grads
-        )
+        updates, opt_state = tx.update(grads, c.opt_state, c.states)
+        moved = optax.apply_updates(c.states, updates)
+        keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
         return _Carry(
             step=c.step + ok.astype(c.step.dtype),
-            states=states,
+            states=jax.tree.map(keep, moved, c.states),
+            opt_state=jax.tree.map(keep, opt_state, c.opt_state),
             energy_prev=f,
             energy_start=f_start,
             grad_norm_sum=c.grad_norm_sum + jnp.where(ok, norms, 0.0),
@@ -115,6 +148,7 @@ def relax(energy, params: Params, states: States, x, y, hyper: Hyper) -> Relaxed
     init = _Carry(
         step=jnp.zeros((), jnp.int32),
         states=states,
+        opt_state=tx.init(states),
         energy_prev=jnp.array(jnp.inf, dtype),
         energy_start=jnp.array(jnp.nan, dtype),
         grad_norm_sum=jnp.zeros((len(states),), dtype),

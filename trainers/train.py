@@ -29,7 +29,7 @@ import optax
 from trainers import metrics as m
 from trainers.config import OptimizerConfig, RunConfig, validate
 from trainers.data import Splits
-from trainers.energies import make_energy, output_loss
+from trainers.energies import EP, make_energy, output_loss
 from trainers.inference import (
     DIVERGENCE_REASONS,
     NONFINITE_LEARNING,
@@ -88,25 +88,79 @@ def _zero_sums(net: MLP, dtype) -> EpochSums:
     )
 
 
-def make_train_step(net: MLP, energy, tx: optax.GradientTransformation):
+def _mean_energy_grad(energy, states, x, y, beta):
+    return lambda p: jnp.mean(energy(p, states, x, y, beta))
+
+
+def pc_gradient(energy, params, states, x, y, hyper: Hyper, optimizer: str):
+    """Predictive coding: dF/dtheta at the end of inference (Eq 4, Eq 19)."""
+    r = relax(energy, params, states, x, y, hyper, optimizer)
+    f_end, grads = jax.value_and_grad(
+        _mean_energy_grad(energy, r.states, x, y, hyper.beta)
+    )(params)
+    return grads, f_end, r
+
+
+def ep_gradient(energy: EP, params, states, x, y, hyper: Hyper, optimizer: str):
+    r"""Equilibrium propagation (Scellier and Bengio 2017): relax freely
+    (beta = 0), then nudged from the free equilibrium, and estimate
+
+    .. math:: \frac{1}{\beta}\Big(\frac{\partial F}{\partial\theta}(s^\beta)
+              - \frac{\partial F}{\partial\theta}(s^0)\Big),
+
+    or with symmetric nudging the difference between +beta and -beta over
+    2 beta (Laborieux et al. 2021). C does not depend on theta, so these are
+    differences of dE/dtheta. The metrics describe the free phase; a
+    divergence in any phase counts.
+    """
+    free = relax(
+        energy, params, states, x, y, hyper._replace(beta=0.0 * hyper.beta), optimizer
+    )
+    plus = relax(energy, params, free.states, x, y, hyper, optimizer)
+    grad = lambda s: jax.grad(_mean_energy_grad(energy, s, x, y, 0.0))(params)  # noqa: E731
+    if energy.symmetric:
+        minus_hyper = hyper._replace(beta=-hyper.beta)
+        minus = relax(energy, params, free.states, x, y, minus_hyper, optimizer)
+        reference, scale, reason = minus.states, 2 * hyper.beta, minus.reason
+    else:
+        reference, scale, reason = free.states, hyper.beta, NOT_DIVERGED
+    grads = jax.tree.map(
+        lambda a, b: (a - b) / scale, grad(plus.states), grad(reference)
+    )
+    reason = jnp.maximum(jnp.maximum(free.reason, plus.reason), reason)
+    f_end = jnp.mean(energy(params, free.states, x, y, 0.0))
+    return grads, f_end, free._replace(reason=reason.astype(jnp.int32))
+
+
+def make_train_step(
+    net: MLP, energy, tx: optax.GradientTransformation, state_optimizer: str = "sgd"
+):
     """``(params, opt_state, x, y, hyper) -> (params, opt_state, stats)``."""
 
     def step(params, opt_state, x, y, hyper: Hyper):
         batch = x.shape[0]
-        states, logits = net.forward(params, x)
+        logits = net.logits(params, x)
         loss = jnp.mean(output_loss(energy.loss, logits, y))
         correct = jnp.sum(jnp.argmax(logits, -1) == y)
+        states = energy.init_states(params, x)
 
-        if energy.uses_inference:
-            r = relax(energy, params, states, x, y, hyper)
-            states, steps, reason = r.states, r.steps, r.reason
-            state_norms = r.state_grad_norms
-        else:
+        if not energy.uses_inference:
+            f_end, grads = jax.value_and_grad(
+                _mean_energy_grad(energy, states, x, y, hyper.beta)
+            )(params)
             steps, reason = jnp.zeros((), jnp.int32), jnp.array(NOT_DIVERGED)
+            f_start = f_end
             state_norms = jnp.zeros((net.num_hidden,), x.dtype)
+        else:
+            gradient = ep_gradient if isinstance(energy, EP) else pc_gradient
+            grads, f_end, r = gradient(
+                energy, params, states, x, y, hyper, state_optimizer
+            )
+            steps, reason = r.steps, r.reason
+            f_start = r.energy_start / batch
+            f_start = jnp.where(jnp.isnan(f_start), f_end, f_start)
+            state_norms = r.state_grad_norms[: net.num_hidden]
 
-        mean_energy = lambda p: jnp.mean(energy(p, states, x, y, hyper.beta))  # noqa: E731
-        f_end, grads = jax.value_and_grad(mean_energy)(params)
         updates, new_opt_state = tx.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
 
@@ -118,11 +172,10 @@ def make_train_step(net: MLP, energy, tx: optax.GradientTransformation):
         keep = lambda new, old: jax.tree.map(  # noqa: E731
             lambda a, b: jnp.where(ok, a, b), new, old
         )
-        f_start = r.energy_start / batch if energy.uses_inference else f_end
         stats = dict(
             loss=loss,
             correct=correct,
-            energy_start=jnp.where(jnp.isnan(f_start), f_end, f_start),
+            energy_start=f_start,
             energy_end=f_end,
             steps=steps,
             state_grad_norms=state_norms,
@@ -135,14 +188,16 @@ def make_train_step(net: MLP, energy, tx: optax.GradientTransformation):
 
 
 @functools.lru_cache(maxsize=32)
-def compiled_epoch(net: MLP, energy, optimizer_name: str, batch_size: int):
+def compiled_epoch(
+    net: MLP, energy, optimizer_name: str, batch_size: int, state_optimizer: str
+):
     """The jitted epoch for one program structure.
 
     The optimizer is rebuilt from its name alone: its numbers live in the
     optimizer state (``optax.inject_hyperparams``), which is an input.
     """
     tx = make_optimizer(OptimizerConfig(name=optimizer_name))
-    step = make_train_step(net, energy, tx)
+    step = make_train_step(net, energy, tx, state_optimizer)
 
     def accumulate(sums: EpochSums, s: dict, index) -> EpochSums:
         diverged = s["reason"] != NOT_DIVERGED
@@ -258,7 +313,9 @@ def train_and_evaluate(
     net = build_network(cfg, data)
     energy = make_energy(cfg.energy, net)
     tx = make_optimizer(cfg.optimizer)
-    epoch_fn = compiled_epoch(net, energy, cfg.optimizer.name, t.batch_size)
+    epoch_fn = compiled_epoch(
+        net, energy, cfg.optimizer.name, t.batch_size, t.state_optimizer
+    )
     hyper = hyper_from(cfg)
 
     key = jax.random.key(cfg.seed)
