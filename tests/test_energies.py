@@ -171,3 +171,31 @@ def test_bipc_linear_nodes_settle_at_the_mean_of_their_predictions():
     v2 = v1 @ W2 + b2
     np.testing.assert_allclose(relaxed.states[0], v1, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(relaxed.states[1], v2, rtol=1e-3, atol=1e-4)
+
+
+def test_bipc_feedback_uses_the_forward_weight_and_sums_both_gradients():
+    """One parameter W_2 serves the forward prediction of node 2 and the
+    feedback prediction of node 1; its gradient is the sum of the two."""
+    net, params, x, states, y = _setup()
+    energy = BiPC(net, "cross_entropy", "eq10", "none")
+    tied = jax.grad(lambda p: jnp.sum(energy(p, states, x, y, 1.0)))(params)
+
+    class Untied(MLP):
+        """The same network with a separate copy of W_2 for the feedback."""
+
+        def feedback(self, params, i, v_above):
+            if i == 1:
+                return self.act(v_above @ params["feedback_1"].T)
+            return super().feedback(params, i, v_above)
+
+    untied_net = Untied(net.sizes, net.activation)
+    untied = dict(params, feedback_1=params["layer_1"]["kernel"])
+    energy_untied = BiPC(untied_net, "cross_entropy", "eq10", "none")
+    parts = jax.grad(lambda p: jnp.sum(energy_untied(p, states, x, y, 1.0)))(untied)
+    np.testing.assert_allclose(
+        tied["layer_1"]["kernel"],
+        parts["layer_1"]["kernel"] + parts["feedback_1"],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert float(jnp.linalg.norm(parts["feedback_1"])) > 0

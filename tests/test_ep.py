@@ -66,9 +66,7 @@ def _cosine(a, b):
 
 def _estimates(energy, params, x, y, betas):
     return [
-        ep_gradient(
-            energy, params, energy.init_states(params, x), x, y, _hyper(b), "sgd"
-        )
+        ep_gradient(energy, params, energy.init_states(params, x), x, y, _hyper(b), {})
         for b in betas
     ]
 

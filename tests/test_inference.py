@@ -81,3 +81,15 @@ def test_huge_state_rate_stops_with_a_reason_and_finite_states():
     assert int(r.reason) == EXPLODING_INFERENCE
     assert int(r.steps) < 100
     assert all(bool(jnp.all(jnp.isfinite(v))) for v in r.states)
+
+
+def test_fixed_scan_matches_the_while_loop_without_a_threshold():
+    energy, params, states, x, y = _problem()
+    looped = relax(energy, params, states, x, y, _hyper(steps=30))
+    scanned = relax(energy, params, states, x, y, _hyper(steps=999), fixed_steps=30)
+    assert int(scanned.steps) == 30
+    for a, b in zip(looped.states, scanned.states):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        looped.state_grad_norms, scanned.state_grad_norms, rtol=1e-5
+    )

@@ -125,3 +125,20 @@ def test_bad_option_fails_before_any_compute(small_fashion):
     with pytest.raises(ConfigError, match=r"optimizer.name='rmsprop'.*lalr"):
         train_and_evaluate(cfg, small_fashion)
     assert len(_compiles) == before
+
+
+@pytest.mark.parametrize("state_optimizer", ["sgd", "adam", "lalr"])
+def test_fixed_scan_inference_and_every_state_optimizer_train(
+    small_fashion, state_optimizer
+):
+    cfg = _cfg(
+        inference_steps=4,
+        state_lr=0.01,
+        inference_loop="scan",
+        state_optimizer=state_optimizer,
+    )
+    cfg.energy.name, cfg.energy.loss = "hpc", "mse"
+    result = train_and_evaluate(cfg, small_fashion)
+    assert result.divergence is None
+    assert result.final[m.INFERENCE_STEPS] == 4.0
+    assert result.final[m.TEST_ACCURACY] > 0.5

@@ -17,6 +17,7 @@ ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 ENERGIES = ("hpc", "bipc", "ep", "backprop")
 EP_NUDGING = ("symmetric", "one_sided")
 STATE_OPTIMIZERS = ("sgd", "adam", "lalr")
+INFERENCE_LOOPS = ("while_loop", "scan")
 BIPC_FORMS = ("eq10", "eq9")
 LOSSES = ("cross_entropy", "mse")
 INPUT_FEEDBACK = ("reconstruction", "none")
@@ -73,7 +74,8 @@ class DatasetConfig:
 class TrainerConfig:
     """Inference runs at most ``inference_steps`` steps of rate ``state_lr``
     (eta_v) and stops early once the relative change of the energy between
-    two steps falls under ``convergence_threshold``. A batch diverges when
+    two steps falls under ``convergence_threshold``; ``inference_loop=scan``
+    runs exactly ``inference_steps`` instead (compiled per count). A batch diverges when
     its energy turns non-finite or grows past ``divergence_factor`` times its
     value at the start of inference."""
 
@@ -82,6 +84,7 @@ class TrainerConfig:
     inference_steps: int = 20
     state_lr: float = 0.1
     state_optimizer: str = "sgd"
+    inference_loop: str = "while_loop"
     convergence_threshold: float = 1e-4
     divergence_factor: float = 1e3
     eval_batch_size: int = 5000
@@ -169,6 +172,7 @@ def validate(cfg: RunConfig) -> None:
     _positive("trainer.inference_steps", t.inference_steps, allow_zero=True)
     _positive("trainer.state_lr", t.state_lr)
     _choice("trainer.state_optimizer", t.state_optimizer, STATE_OPTIMIZERS)
+    _choice("trainer.inference_loop", t.inference_loop, INFERENCE_LOOPS)
     _positive("trainer.convergence_threshold", t.convergence_threshold, allow_zero=True)
     if not t.divergence_factor > 1:
         raise ConfigError(

@@ -105,9 +105,17 @@ def relax(
     y,
     hyper: Hyper,
     optimizer: str = "sgd",
+    fixed_steps: int | None = None,
 ) -> Relaxed:
     """Runs inference on one batch; ``energy`` returns per-sample values and
-    ``optimizer`` names the state update (:func:`state_optimizer`)."""
+    ``optimizer`` names the state update (:func:`state_optimizer`).
+
+    With ``fixed_steps`` the loop is a ``lax.scan`` of exactly that many
+    steps (a static count, so a new count compiles anew; the threshold and
+    ``hyper.inference_steps`` are ignored, divergence still freezes the
+    states); otherwise a ``lax.while_loop`` bounded by the traced
+    ``hyper.inference_steps``.
+    """
     tx = state_optimizer(optimizer, hyper.state_lr)
     total = jax.value_and_grad(lambda s: jnp.sum(energy(params, s, x, y, hyper.beta)))
 
@@ -155,7 +163,10 @@ def relax(
         converged=jnp.array(False),
         reason=jnp.array(NOT_DIVERGED, jnp.int32),
     )
-    out = jax.lax.while_loop(cond, body, init)
+    if fixed_steps is None:
+        out = jax.lax.while_loop(cond, body, init)
+    else:
+        out, _ = jax.lax.scan(lambda c, _: (body(c), None), init, length=fixed_steps)
     return Relaxed(
         states=out.states,
         energy_start=out.energy_start,

@@ -92,16 +92,16 @@ def _mean_energy_grad(energy, states, x, y, beta):
     return lambda p: jnp.mean(energy(p, states, x, y, beta))
 
 
-def pc_gradient(energy, params, states, x, y, hyper: Hyper, optimizer: str):
+def pc_gradient(energy, params, states, x, y, hyper: Hyper, relax_opts: dict):
     """Predictive coding: dF/dtheta at the end of inference (Eq 4, Eq 19)."""
-    r = relax(energy, params, states, x, y, hyper, optimizer)
+    r = relax(energy, params, states, x, y, hyper, **relax_opts)
     f_end, grads = jax.value_and_grad(
         _mean_energy_grad(energy, r.states, x, y, hyper.beta)
     )(params)
     return grads, f_end, r
 
 
-def ep_gradient(energy: EP, params, states, x, y, hyper: Hyper, optimizer: str):
+def ep_gradient(energy: EP, params, states, x, y, hyper: Hyper, relax_opts: dict):
     r"""Equilibrium propagation (Scellier and Bengio 2017): relax freely
     (beta = 0), then nudged from the free equilibrium, and estimate
 
@@ -113,14 +113,13 @@ def ep_gradient(energy: EP, params, states, x, y, hyper: Hyper, optimizer: str):
     differences of dE/dtheta. The metrics describe the free phase; a
     divergence in any phase counts.
     """
-    free = relax(
-        energy, params, states, x, y, hyper._replace(beta=0.0 * hyper.beta), optimizer
-    )
-    plus = relax(energy, params, free.states, x, y, hyper, optimizer)
+    free_hyper = hyper._replace(beta=0.0 * hyper.beta)
+    free = relax(energy, params, states, x, y, free_hyper, **relax_opts)
+    plus = relax(energy, params, free.states, x, y, hyper, **relax_opts)
     grad = lambda s: jax.grad(_mean_energy_grad(energy, s, x, y, 0.0))(params)  # noqa: E731
     if energy.symmetric:
         minus_hyper = hyper._replace(beta=-hyper.beta)
-        minus = relax(energy, params, free.states, x, y, minus_hyper, optimizer)
+        minus = relax(energy, params, free.states, x, y, minus_hyper, **relax_opts)
         reference, scale, reason = minus.states, 2 * hyper.beta, minus.reason
     else:
         reference, scale, reason = free.states, hyper.beta, NOT_DIVERGED
@@ -133,9 +132,15 @@ def ep_gradient(energy: EP, params, states, x, y, hyper: Hyper, optimizer: str):
 
 
 def make_train_step(
-    net: MLP, energy, tx: optax.GradientTransformation, state_optimizer: str = "sgd"
+    net: MLP,
+    energy,
+    tx: optax.GradientTransformation,
+    state_optimizer: str = "sgd",
+    fixed_steps: int | None = None,
 ):
-    """``(params, opt_state, x, y, hyper) -> (params, opt_state, stats)``."""
+    """``(params, opt_state, x, y, hyper) -> (params, opt_state, stats)``;
+    the state update and the loop (``fixed_steps``) as in ``relax``."""
+    relax_opts = dict(optimizer=state_optimizer, fixed_steps=fixed_steps)
 
     def step(params, opt_state, x, y, hyper: Hyper):
         batch = x.shape[0]
@@ -153,9 +158,7 @@ def make_train_step(
             state_norms = jnp.zeros((net.num_hidden,), x.dtype)
         else:
             gradient = ep_gradient if isinstance(energy, EP) else pc_gradient
-            grads, f_end, r = gradient(
-                energy, params, states, x, y, hyper, state_optimizer
-            )
+            grads, f_end, r = gradient(energy, params, states, x, y, hyper, relax_opts)
             steps, reason = r.steps, r.reason
             f_start = r.energy_start / batch
             f_start = jnp.where(jnp.isnan(f_start), f_end, f_start)
@@ -189,7 +192,12 @@ def make_train_step(
 
 @functools.lru_cache(maxsize=32)
 def compiled_epoch(
-    net: MLP, energy, optimizer_name: str, batch_size: int, state_optimizer: str
+    net: MLP,
+    energy,
+    optimizer_name: str,
+    batch_size: int,
+    state_optimizer: str = "sgd",
+    fixed_steps: int | None = None,
 ):
     """The jitted epoch for one program structure.
 
@@ -197,7 +205,7 @@ def compiled_epoch(
     optimizer state (``optax.inject_hyperparams``), which is an input.
     """
     tx = make_optimizer(OptimizerConfig(name=optimizer_name))
-    step = make_train_step(net, energy, tx, state_optimizer)
+    step = make_train_step(net, energy, tx, state_optimizer, fixed_steps)
 
     def accumulate(sums: EpochSums, s: dict, index) -> EpochSums:
         diverged = s["reason"] != NOT_DIVERGED
@@ -313,8 +321,9 @@ def train_and_evaluate(
     net = build_network(cfg, data)
     energy = make_energy(cfg.energy, net)
     tx = make_optimizer(cfg.optimizer)
+    fixed_steps = t.inference_steps if t.inference_loop == "scan" else None
     epoch_fn = compiled_epoch(
-        net, energy, cfg.optimizer.name, t.batch_size, t.state_optimizer
+        net, energy, cfg.optimizer.name, t.batch_size, t.state_optimizer, fixed_steps
     )
     hyper = hyper_from(cfg)
 
