@@ -100,3 +100,37 @@ def test_ui_serves_the_store_and_lists_the_study(finished_study, tmp_path):
         server.wait(timeout=30)
     assert body is not None, "the MLflow UI did not answer within 90 s"
     assert summary.study_name in {e["name"] for e in body["experiments"]}
+
+
+def test_depth_export_plots_every_energy_by_node(small_fashion, tmp_path):
+    from analysis.depth import export as export_depth
+    from study.tracking import Tracker
+    from trainers.config import RunConfig, TrackingConfig
+    from trainers.train import train_and_evaluate
+
+    tracking = TrackingConfig(
+        uri=f"sqlite:///{tmp_path}/mlflow.db",
+        artifact_location=str(tmp_path / "mlruns"),
+        experiment="depth",
+    )
+    tracker = Tracker(tracking)
+    experiment_id = tracker.experiment("depth")
+    for name, form in (("hpc", "eq10"), ("bipc", "eq10"), ("bipc", "eq9")):
+        cfg = RunConfig()
+        cfg.model.hidden_sizes = [16, 16, 16]
+        cfg.trainer.epochs, cfg.trainer.inference_steps = 1, 5
+        cfg.energy.name, cfg.energy.bipc_form = name, form
+        run_id = tracker.start_run(experiment_id, name)
+        tracker.log_config(run_id, {"energy": {"name": name, "bipc_form": form}})
+        result = train_and_evaluate(cfg, small_fashion)
+        tracker.log_metrics(run_id, result.final, step=1)
+        tracker.end_run(run_id)
+
+    csv_path, png_path = export_depth(
+        MlflowClient(tracking.uri), "depth", tmp_path / "out"
+    )
+    assert png_path.read_bytes()[:8] == PNG_MAGIC
+    table = pd.read_csv(csv_path)
+    assert sorted(table["energy"].unique()) == ["bipc (eq10)", "bipc (eq9)", "hpc"]
+    assert sorted(table["node"].unique()) == [1, 2, 3]
+    assert (table["grad_norm"] > 0).all()
