@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_dir
 
 from study.config import register_schemas
 from trainers.config import DatasetConfig
+from trainers.config import register_schemas as register_run_schema
 from trainers.data import Splits, load
 from trainers.data.fashion_mnist import files_present
 
@@ -17,6 +18,7 @@ MANUAL_DIR = os.environ.get("FASHION_MNIST_DIR", DatasetConfig().manual_dir)
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 register_schemas()
+register_run_schema()
 
 
 @pytest.fixture(scope="session")

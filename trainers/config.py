@@ -26,12 +26,41 @@ DATASETS = ("fashion_mnist",)
 
 
 @dataclass
+class OpConfig:
+    """One operation of an edge: ``dense`` or ``conv`` (``features``; 0 on the
+    edge into the output means the number of classes), ``maxpool``
+    (``window``) or ``flatten``."""
+
+    op: str = "dense"
+    features: int = 0
+    kernel: int = 3
+    stride: int = 1
+    window: int = 2
+
+
+@dataclass
+class EdgeConfig:
+    name: str = ""
+    source: str = ""
+    target: str = ""
+    ops: list[OpConfig] = field(default_factory=list)
+    kind: str = "forward"
+
+
+@dataclass
 class ModelConfig:
-    """A multilayer perceptron whose hidden layers are nodes with states."""
+    """A multilayer perceptron (``hidden_sizes``), or, when ``edges`` is
+    given, a graph of nodes and edges (``trainers.graph``) whose channel and
+    unit counts ``width`` scales, all but the classes."""
 
     name: str = "mlp"
     hidden_sizes: list[int] = field(default_factory=lambda: [512, 512])
     activation: str = "tanh"
+    nodes: list[str] = field(default_factory=list)
+    edges: list[EdgeConfig] = field(default_factory=list)
+    input: str = "x"
+    output: str = "out"
+    width: float = 1.0
 
 
 @dataclass
@@ -132,12 +161,20 @@ def _positive(option: str, value: float, *, allow_zero: bool = False) -> None:
 def validate(cfg: RunConfig) -> None:
     """Raises :class:`ConfigError` naming the first option that cannot run."""
     _choice("model.activation", cfg.model.activation, ACTIVATIONS)
-    if not cfg.model.hidden_sizes or min(cfg.model.hidden_sizes) < 1:
+    if not cfg.model.edges and (
+        not cfg.model.hidden_sizes or min(cfg.model.hidden_sizes) < 1
+    ):
         raise ConfigError(
             f"model.hidden_sizes={list(cfg.model.hidden_sizes)!r} is not allowed; "
             "give at least one hidden layer, each of width >= 1."
         )
+    _positive("model.width", cfg.model.width)
     _choice("energy.name", cfg.energy.name, ENERGIES)
+    if cfg.model.edges and cfg.energy.name == "ep":
+        raise ConfigError(
+            f"energy=ep is not defined on model={cfg.model.name}: equilibrium "
+            "propagation is implemented for layered networks (model=mlp) only."
+        )
     _choice("energy.loss", cfg.energy.loss, LOSSES)
     _choice("energy.bipc_form", cfg.energy.bipc_form, BIPC_FORMS)
     _choice("energy.input_feedback", cfg.energy.input_feedback, INPUT_FEEDBACK)

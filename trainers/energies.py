@@ -198,7 +198,18 @@ class EP:
         return energy + beta * output_loss(self.loss, states[-1], y)
 
 
-def make_energy(cfg: EnergyConfig, net: MLP) -> HPC | BiPC | Backprop | EP:
+def make_energy(cfg: EnergyConfig, net):
+    """The energy ``cfg`` names, on an MLP or a graph."""
+    from trainers.graph import Graph
+    from trainers.graph_energies import GraphBiPC, GraphHPC
+
+    if isinstance(net, Graph):
+        if cfg.name == "hpc":
+            return GraphHPC(net, cfg.loss)
+        if cfg.name == "bipc":
+            return GraphBiPC(net, cfg.loss, cfg.bipc_form, cfg.input_feedback)
+        if cfg.name != "backprop":
+            raise ValueError(f"energy.name={cfg.name!r} is not defined on graphs.")
     if cfg.name == "hpc":
         return HPC(net, cfg.loss)
     if cfg.name == "bipc":

@@ -30,6 +30,7 @@ from trainers import metrics as m
 from trainers.config import OptimizerConfig, RunConfig, validate
 from trainers.data import Splits
 from trainers.energies import EP, make_energy, output_loss
+from trainers.graph import Graph, graph_from_config
 from trainers.inference import (
     DIVERGENCE_REASONS,
     NONFINITE_LEARNING,
@@ -297,7 +298,10 @@ def hyper_from(cfg: RunConfig) -> Hyper:
     )
 
 
-def build_network(cfg: RunConfig, data: Splits) -> MLP:
+def build_network(cfg: RunConfig, data: Splits) -> MLP | Graph:
+    """The MLP, or the graph ``cfg.model.edges`` declares, for ``data``."""
+    if cfg.model.edges:
+        return graph_from_config(cfg.model, data.image_shape, data.num_classes)
     sizes = (data.num_features, *cfg.model.hidden_sizes, data.num_classes)
     return MLP(tuple(int(s) for s in sizes), cfg.model.activation)
 

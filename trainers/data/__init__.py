@@ -27,6 +27,7 @@ class Splits(NamedTuple):
     val_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
+    image_shape: tuple[int, ...] = (28, 28, 1)
 
     @property
     def num_features(self) -> int:
