@@ -12,7 +12,7 @@ from study.config import register_schemas
 from trainers.config import DatasetConfig
 from trainers.config import register_schemas as register_run_schema
 from trainers.data import Splits, load
-from trainers.data.fashion_mnist import files_present
+from trainers.data.idx import FashionMnistIdx
 
 MANUAL_DIR = os.environ.get("FASHION_MNIST_DIR", DatasetConfig().manual_dir)
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -24,7 +24,7 @@ register_run_schema()
 @pytest.fixture(scope="session")
 def fashion() -> Splits:
     """All of Fashion-MNIST, loaded once per session through TFDS."""
-    if not files_present(MANUAL_DIR):
+    if not FashionMnistIdx.on_disk(MANUAL_DIR):
         pytest.skip(
             f"Fashion-MNIST is not in {MANUAL_DIR}: "
             "apt-get install -y dataset-fashion-mnist"

@@ -12,7 +12,8 @@ import pytest
 
 from trainers.config import ConfigError, DatasetConfig
 from trainers.data import load, prepare
-from trainers.data.fashion_mnist import DatasetMissingError, read_idx
+from trainers.data.base import DatasetMissingError
+from trainers.data.idx import read_idx
 
 
 def _write_idx(path, array):
@@ -36,10 +37,10 @@ def test_read_idx_rejects_other_dtypes(tmp_path):
 
 
 def test_missing_files_fail_fast_with_the_command_that_gets_them(tmp_path, monkeypatch):
-    import trainers.data.fashion_mnist as fm
+    import trainers.data.base as base
 
     # No internet here either way; make the test independent of the network.
-    monkeypatch.setattr(fm, "host_reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr(base, "host_reachable", lambda url, timeout=3.0: False)
     cfg = DatasetConfig(manual_dir=str(tmp_path / "empty"), data_dir=str(tmp_path))
     start = time.perf_counter()
     with pytest.raises(

@@ -142,3 +142,12 @@ def test_fixed_scan_inference_and_every_state_optimizer_train(
     assert result.divergence is None
     assert result.final[m.INFERENCE_STEPS] == 4.0
     assert result.final[m.TEST_ACCURACY] > 0.5
+
+
+def test_augmented_training_runs_and_learns(small_fashion):
+    cfg = _cfg(epochs=2, inference_steps=5, state_lr=0.01, batch_size=32)
+    cfg.energy.name, cfg.energy.loss = "hpc", "mse"
+    cfg.dataset.augment = True
+    result = train_and_evaluate(cfg, small_fashion)
+    assert result.divergence is None
+    assert result.final[m.TEST_ACCURACY] > 0.5

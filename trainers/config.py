@@ -22,7 +22,14 @@ BIPC_FORMS = ("eq10", "eq9")
 LOSSES = ("cross_entropy", "mse")
 INPUT_FEEDBACK = ("reconstruction", "none")
 OPTIMIZERS = ("sgd", "adam", "lars", "lalr")
-DATASETS = ("fashion_mnist",)
+DATASETS = (
+    "fashion_mnist",
+    "mnist",
+    "cifar10",
+    "cifar100",
+    "tiny_imagenet",
+    "image_folder",
+)
 
 
 @dataclass
@@ -97,6 +104,8 @@ class DatasetConfig:
     train_size: int | None = None
     validation_size: int = 5000
     split_seed: int = 0
+    normalize: bool = False
+    augment: bool = False
 
 
 @dataclass

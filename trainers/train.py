@@ -29,6 +29,7 @@ import optax
 from trainers import metrics as m
 from trainers.config import OptimizerConfig, RunConfig, validate
 from trainers.data import Splits
+from trainers.data.augment import crop_and_flip
 from trainers.energies import EP, make_energy, output_loss
 from trainers.graph import Graph, graph_from_config
 from trainers.inference import (
@@ -199,8 +200,10 @@ def compiled_epoch(
     batch_size: int,
     state_optimizer: str = "sgd",
     fixed_steps: int | None = None,
+    augment_shape: tuple[int, ...] | None = None,
 ):
-    """The jitted epoch for one program structure.
+    """The jitted epoch for one program structure; ``augment_shape`` (the
+    image shape) turns on crop-and-flip augmentation of training batches.
 
     The optimizer is rebuilt from its name alone: its numbers live in the
     optimizer state (``optax.inject_hyperparams``), which is an input.
@@ -225,12 +228,17 @@ def compiled_epoch(
 
     def epoch(params, opt_state, x, y, key, hyper: Hyper, first_step):
         num_batches = x.shape[0] // batch_size
-        order = jax.random.permutation(key, x.shape[0])
+        order_key, augment_key = jax.random.split(key)
+        order = jax.random.permutation(order_key, x.shape[0])
         order = order[: num_batches * batch_size].reshape(num_batches, batch_size)
 
         def run(carry, idx, index):
             params, opt_state, sums = carry
-            params, opt_state, s = step(params, opt_state, x[idx], y[idx], hyper)
+            batch = x[idx]
+            if augment_shape is not None:
+                batch_key = jax.random.fold_in(augment_key, index)
+                batch = crop_and_flip(batch_key, batch, augment_shape)
+            params, opt_state, s = step(params, opt_state, batch, y[idx], hyper)
             return params, opt_state, accumulate(sums, s, index)
 
         def body(carry, inputs):
@@ -327,7 +335,13 @@ def train_and_evaluate(
     tx = make_optimizer(cfg.optimizer)
     fixed_steps = t.inference_steps if t.inference_loop == "scan" else None
     epoch_fn = compiled_epoch(
-        net, energy, cfg.optimizer.name, t.batch_size, t.state_optimizer, fixed_steps
+        net,
+        energy,
+        cfg.optimizer.name,
+        t.batch_size,
+        t.state_optimizer,
+        fixed_steps,
+        tuple(data.image_shape) if cfg.dataset.augment else None,
     )
     hyper = hyper_from(cfg)
 

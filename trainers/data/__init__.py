@@ -38,34 +38,49 @@ class Splits(NamedTuple):
         return int(max(self.train_y.max(), self.test_y.max())) + 1
 
 
-def _builder(cfg: DatasetConfig):
-    from trainers.data.fashion_mnist import FashionMnistIdx
+def _builder_class(name: str):
+    from trainers.data.idx import FashionMnistIdx, MnistIdx
+    from trainers.data.images import Cifar10Files, Cifar100Files, TinyImagenetFiles
 
+    return {
+        "fashion_mnist": FashionMnistIdx,
+        "mnist": MnistIdx,
+        "cifar10": Cifar10Files,
+        "cifar100": Cifar100Files,
+        "tiny_imagenet": TinyImagenetFiles,
+    }[name]
+
+
+def builder(cfg: DatasetConfig):
+    """The TFDS builder of ``cfg.name`` (not yet prepared)."""
     data_dir = cfg.data_dir or str(Path.home() / "tensorflow_datasets")
-    return FashionMnistIdx(data_dir=data_dir)
+    if cfg.name == "image_folder":
+        from trainers.data.images import image_folder_builder
+
+        if not (Path(cfg.manual_dir) / "train").is_dir():
+            raise ConfigError(
+                f"dataset.manual_dir={cfg.manual_dir!r} has no train/ folder: an "
+                "image folder needs <root>/train/<class>/* and <root>/test/<class>/*."
+            )
+        return image_folder_builder(cfg.manual_dir, data_dir)
+    return _builder_class(cfg.name)(data_dir=data_dir)
 
 
 def prepare(cfg: DatasetConfig):
-    """Builds the TFDS dataset from ``cfg.manual_dir`` unless already built."""
+    """Builds the TFDS dataset from ``cfg.manual_dir`` unless already built;
+    fails at once, saying what to do, when the files are missing offline."""
     import tensorflow_datasets as tfds
 
-    from trainers.data.fashion_mnist import (
-        DOWNLOAD_URL,
-        files_present,
-        host_reachable,
-        missing_error,
-    )
-
-    builder = _builder(cfg)
-    if not builder.is_prepared():
-        on_disk = files_present(cfg.manual_dir)
-        if not on_disk and not host_reachable(DOWNLOAD_URL):
-            raise missing_error(cfg.manual_dir)
-        log.info("Preparing %s under %s", cfg.name, builder.data_dir)
+    found = builder(cfg)
+    if not found.is_prepared():
+        on_disk = found.on_disk(cfg.manual_dir)
+        if not on_disk and not found.downloadable():
+            raise found.missing_error(cfg.manual_dir)
+        log.info("Preparing %s under %s", cfg.name, found.data_dir)
         manual_dir = cfg.manual_dir if on_disk else None
         config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-        builder.download_and_prepare(download_config=config, file_format="array_record")
-    return builder
+        found.download_and_prepare(download_config=config, file_format="array_record")
+    return found
 
 
 def _read(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -84,9 +99,10 @@ def load(cfg: DatasetConfig) -> Splits:
     permutation (``split_seed``) of the training split; ``train_size`` then
     keeps the first images of the rest. The test split is always whole.
     """
-    builder = prepare(cfg)
-    x, y = _read(builder, "train")
-    test_x, test_y = _read(builder, "test")
+    prepared = prepare(cfg)
+    x, y = _read(prepared, "train")
+    test_x, test_y = _read(prepared, "test")
+    image_shape = tuple(prepared.info.features["image"].shape)
 
     available = len(x) - cfg.validation_size
     if available < 1:
@@ -102,4 +118,22 @@ def load(cfg: DatasetConfig) -> Splits:
         )
     order = np.random.default_rng(cfg.split_seed).permutation(len(x))
     train, val = order[:train_size], order[available:]
-    return Splits(x[train], y[train], x[val], y[val], test_x, test_y)
+    splits = Splits(x[train], y[train], x[val], y[val], test_x, test_y, image_shape)
+    return normalize(splits) if cfg.normalize else splits
+
+
+def normalize(splits: Splits) -> Splits:
+    """Per-channel standardisation with the training split's mean and
+    deviation (channels last), applied to every split."""
+    channels = splits.image_shape[-1]
+    pixels = splits.train_x.reshape(-1, channels)
+    mean, std = pixels.mean(0), pixels.std(0) + 1e-8
+
+    def apply(x):
+        return ((x.reshape(len(x), -1, channels) - mean) / std).reshape(len(x), -1)
+
+    return splits._replace(
+        train_x=apply(splits.train_x),
+        val_x=apply(splits.val_x),
+        test_x=apply(splits.test_x),
+    )

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from trainers.config import register_schemas
 from trainers.data import prepare
-from trainers.data.fashion_mnist import DatasetMissingError
+from trainers.data.base import DatasetMissingError
 
 register_schemas()
 
@@ -21,10 +21,10 @@ register_schemas()
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     try:
-        builder = prepare(cfg.dataset)
+        prepared = prepare(cfg.dataset)
     except DatasetMissingError as err:
         sys.exit(f"error: {err}")
-    print(f"{cfg.dataset.name} is ready in {builder.data_dir}")
+    print(f"{cfg.dataset.name} is ready in {prepared.data_dir}")
 
 
 if __name__ == "__main__":
