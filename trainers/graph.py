@@ -37,7 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from trainers.model import _ACTIVATIONS, Params, States
+from trainers.model import ACTIVATIONS, Params, States
 
 OPS = ("dense", "conv", "maxpool", "flatten")
 KINDS = ("forward", "skip", "internal", "recurrent")
@@ -162,7 +162,7 @@ class Graph:
         )
         if name == self.output:
             return total
-        return _ACTIVATIONS[self.node(name).activation](total)
+        return ACTIVATIONS[self.node(name).activation](total)
 
     def forward(self, params: Params, x: jax.Array) -> tuple[States, jax.Array]:
         values = {self.input: self.images(x)}

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from trainers.energies import output_loss
 from trainers.graph import Graph
-from trainers.model import _ACTIVATIONS, Params, States
+from trainers.model import ACTIVATIONS, Params, States
 
 
 def _half_sq(u: jax.Array) -> jax.Array:
@@ -93,7 +93,7 @@ class GraphBiPC:
             if fb is None:
                 internal += _half_sq(eps_f)
                 continue
-            act = _ACTIVATIONS[graph.node(name).activation]
+            act = ACTIVATIONS[graph.node(name).activation]
             eps_b = values[name] - act(fb)
             if self.form == "eq10":
                 internal += _half_sq(eps_f + eps_b)

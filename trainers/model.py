@@ -28,7 +28,7 @@ import jax.numpy as jnp
 Params = dict[str, dict[str, jax.Array]]
 States = tuple[jax.Array, ...]
 
-_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh,
     "relu": jax.nn.relu,
     "sigmoid": jax.nn.sigmoid,
@@ -52,7 +52,7 @@ class MLP:
         return len(self.sizes) - 1
 
     def act(self, u: jax.Array) -> jax.Array:
-        return _ACTIVATIONS[self.activation](u)
+        return ACTIVATIONS[self.activation](u)
 
     def init(self, key: jax.Array) -> Params:
         keys = jax.random.split(key, self.num_layers)
