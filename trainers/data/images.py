@@ -49,17 +49,23 @@ def _archive_members(manual_dir: Path, archive: str, folder: str) -> dict[str, b
         return {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
 
 
-class _Cifar(ManualDirBuilder, skip_registration=True):
-    IMAGE_SHAPE = (32, 32, 3)
+class _Archive(ManualDirBuilder, skip_registration=True):
+    """A dataset shipped as one archive ``ARCHIVE`` that extracts to
+    ``FOLDER``; either may be in the manual directory."""
+
     ARCHIVE = ""
     FOLDER = ""
-    SPLITS: dict[str, tuple[str, ...]] = {}
-    LABEL_KEY = b"labels"
 
     @classmethod
     def on_disk(cls, manual_dir) -> bool:
         d = Path(manual_dir)
         return (d / cls.ARCHIVE).is_file() or (d / cls.FOLDER).is_dir()
+
+
+class _Cifar(_Archive, skip_registration=True):
+    IMAGE_SHAPE = (32, 32, 3)
+    SPLITS: dict[str, tuple[str, ...]] = {}
+    LABEL_KEY = b"labels"
 
     def split_sources(self, manual_dir, dl_manager):
         members = _archive_members(manual_dir, self.ARCHIVE, self.FOLDER)
@@ -124,7 +130,7 @@ def _decode(data: bytes, shape: tuple[int, int, int], where: str) -> np.ndarray:
     return image
 
 
-class TinyImagenetFiles(ManualDirBuilder):
+class TinyImagenetFiles(_Archive):
     """Tiny ImageNet (200 classes, 64x64) from ``tiny-imagenet-200.zip``;
     the labelled validation images are the test split."""
 
@@ -135,11 +141,6 @@ class TinyImagenetFiles(ManualDirBuilder):
         "Put tiny-imagenet-200.zip (or its extracted tiny-imagenet-200 folder) "
         "in a folder and pass dataset.manual_dir=<folder>."
     )
-
-    @classmethod
-    def on_disk(cls, manual_dir) -> bool:
-        d = Path(manual_dir)
-        return (d / cls.ARCHIVE).is_file() or (d / cls.FOLDER).is_dir()
 
     def split_sources(self, manual_dir, dl_manager):
         members = _archive_members(manual_dir, self.ARCHIVE, self.FOLDER)
