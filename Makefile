@@ -51,7 +51,7 @@ ui: $(STAMP)
 	  --default-artifact-root ./mlruns --host 127.0.0.1 --port $(PORT)
 
 plots: $(STAMP)
-	$(BIN)/python -m analysis $(if $(STUDY),study=$(STUDY)) $(ARGS)
+	$(BIN)/python -m analysis $(if $(STUDY),analysis.study=$(STUDY)) $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

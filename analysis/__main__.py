@@ -1,4 +1,5 @@
-"""``python -m analysis [study=<name>]``: export a study's plots and table."""
+"""``python -m analysis [analysis.study=<name>]``: export a study's plots and
+table."""
 
 from __future__ import annotations
 
@@ -42,8 +43,8 @@ def export(client: MlflowClient, study: str, out_dir: Path) -> list[Path]:
 
 def main_body(cfg: DictConfig) -> list[Path]:
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
-    study = cfg.study or load.latest_study(client)
-    return export(client, study, Path(cfg.out_dir) / study)
+    study = cfg.analysis.study or load.latest_study(client)
+    return export(client, study, Path(cfg.analysis.out_dir) / study)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="analysis")

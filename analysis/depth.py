@@ -1,4 +1,4 @@
-"""``python -m analysis.depth [experiment=<name>]``: inference-gradient
+"""``python -m analysis.depth [analysis.experiment=<name>]``: inference-gradient
 norms by depth, in the manner of Chen et al. 2025, Fig 4.
 
 Reads every finished run of an MLflow experiment (by default ``depth-mlp``,
@@ -92,10 +92,10 @@ def export(client: MlflowClient, experiment: str, out_dir: Path) -> list[Path]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="analysis")
 def main(cfg: DictConfig) -> None:
-    experiment = cfg.get("experiment") or "depth-mlp"
+    experiment = cfg.analysis.experiment or "depth-mlp"
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     try:
-        written = export(client, experiment, Path(cfg.out_dir) / experiment)
+        written = export(client, experiment, Path(cfg.analysis.out_dir) / experiment)
     except StudyNotFoundError as err:
         sys.exit(f"error: {err}")
     for path in written:

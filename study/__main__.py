@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import hydra
@@ -11,6 +12,7 @@ from study.config import register_schemas
 from study.runner import run_study
 from trainers import metrics as m
 from trainers.config import ConfigError
+from trainers.data.base import DatasetMissingError
 
 register_schemas()
 
@@ -36,11 +38,17 @@ def _print_summary(summary, cfg: DictConfig) -> None:
     )
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="study")
 def main(cfg: DictConfig) -> None:
+    # A plain `kill` stops the study as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         summary = run_study(cfg)
-    except ConfigError as err:
+    except (ConfigError, DatasetMissingError) as err:
         sys.exit(f"error: {err}")
     _print_summary(summary, cfg)
     if summary.interrupted:

@@ -17,10 +17,11 @@ from study.config import searched_optimizers, validate_study
 from study.objective import Objective
 from study.space import baseline, lr_param, trial_config
 from study.storage import open_study, study_name
-from study.tracking import STUDY_NAME, Tracker
+from study.tracking import STUDY_NAME, Tracker, check_sqlite_url
 from trainers import data as datasets
 from trainers import metrics as m
 from trainers.config import validate
+from trainers.train import check_fits
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ class Summary(NamedTuple):
 
 def check(cfg: DictConfig) -> None:
     """Every option a trial can use, checked before any data is loaded."""
+    check_sqlite_url("study.storage", cfg.study.storage)
+    check_sqlite_url("tracking.uri", cfg.tracking.uri)
     validate_study(cfg)
     params = baseline(cfg)
     for optimizer in searched_optimizers(cfg):
@@ -66,10 +69,13 @@ def run_study(cfg: DictConfig, data: datasets.Splits | None = None) -> Summary:
     # Setup: check the options, open the study and its MLflow parent run.
     check(cfg)
     data = data if data is not None else datasets.load(cfg.dataset)
-    study = open_study(cfg)
+    first = baseline(cfg)
+    first.setdefault("optimizer", searched_optimizers(cfg)[0])
+    check_fits(trial_config(cfg, first), data)
     name = study_name(cfg)
     tracker = Tracker(cfg.tracking)
     experiment_id = tracker.experiment(name)
+    study = open_study(cfg)
     parent_id = tracker.start_run(
         experiment_id, f"study-{len(study.trials)}", tags={STUDY_NAME: name}
     )

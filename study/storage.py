@@ -11,9 +11,12 @@ from __future__ import annotations
 import logging
 
 import optuna
+from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from study import space
 from study.config import StudyRunConfig
+from trainers.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +33,24 @@ def study_name(cfg: StudyRunConfig) -> str:
 def open_study(cfg: StudyRunConfig) -> optuna.Study:
     """Creates the study, or loads it to add trials.
 
-    A new study gets the config's baseline as its first (enqueued) trial.
+    A new study gets the config's baseline as its first (enqueued) trial,
+    and so does a study none of whose trials has finished yet.
     The TPE sampler is seeded with ``seed`` plus the number of trials the
     study already holds, so a continued study does not replay the random
     start-up suggestions of its first invocation.
     """
     name = study_name(cfg)
-    study = optuna.create_study(
-        study_name=name,
-        storage=cfg.study.storage,
-        direction="maximize",
-        load_if_exists=True,
-    )
+    try:
+        study = optuna.create_study(
+            study_name=name,
+            storage=cfg.study.storage,
+            direction="maximize",
+            load_if_exists=True,
+        )
+    except (ImportError, ValueError, SQLAlchemyError) as err:
+        raise ConfigError(
+            f"study.storage={cfg.study.storage!r} cannot be opened: {err}"
+        ) from err
     existing = len(study.trials)
     study.sampler = optuna.samplers.TPESampler(
         seed=cfg.seed + existing, n_startup_trials=cfg.study.n_startup_trials
@@ -50,8 +59,11 @@ def open_study(cfg: StudyRunConfig) -> optuna.Study:
         n_startup_trials=cfg.study.n_startup_trials,
         n_warmup_steps=cfg.study.pruner_warmup_epochs,
     )
-    if existing == 0:
+    states = {t.state for t in study.trials}
+    if not states & {TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING}:
+        # New, or every trial so far failed (say the baseline was interrupted).
         study.enqueue_trial(space.baseline(cfg))
+    if existing == 0:
         log.info("Created study %s in %s", name, cfg.study.storage)
     else:
         log.info("Continuing study %s (%d trials so far)", name, existing)

@@ -8,6 +8,7 @@ depends on MLflow's process-global active run.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from trainers.config import TrackingConfig
+from trainers.config import ConfigError, TrackingConfig
 
 # MLflow's limits on one log_batch call.
 _MAX_PARAMS_PER_BATCH = 100
@@ -100,3 +101,17 @@ class Tracker:
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         """``status`` is one of MLflow's FINISHED, FAILED or KILLED."""
         self.client.set_terminated(run_id, status=status)
+
+
+def check_sqlite_url(option: str, url: str) -> None:
+    """A SQLite URL must name a file in an existing, writable folder."""
+    if not url.startswith("sqlite:///"):
+        return
+    folder = Path(url.removeprefix("sqlite:///")).resolve().parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"{option}={url!r}: the folder {folder} does not exist or is not writable."
+        ) from err

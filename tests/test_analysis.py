@@ -134,3 +134,29 @@ def test_depth_export_plots_every_energy_by_node(small_fashion, tmp_path):
     assert sorted(table["energy"].unique()) == ["bipc (eq10)", "bipc (eq9)", "hpc"]
     assert sorted(table["node"].unique()) == [1, 2, 3]
     assert (table["grad_norm"] > 0).all()
+
+
+def test_plots_command_exports_a_named_study(finished_study, tmp_path):
+    cfg, summary = finished_study
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "analysis",
+            f"analysis.study={summary.study_name}",
+            f"tracking.uri={cfg.tracking.uri}",
+            f"analysis.out_dir={tmp_path}/reports",
+            f"hydra.run.dir={tmp_path}/outputs",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    folder = tmp_path / "reports" / summary.study_name
+    assert {p.name for p in folder.iterdir()} == {
+        "trials.csv",
+        "trials.md",
+        "val_accuracy.png",
+        "param_grad_norms.png",
+    }

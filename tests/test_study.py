@@ -111,6 +111,9 @@ def test_ctrl_c_marks_the_running_trial_failed_everywhere(
     monkeypatch.setattr(objective, "train_and_evaluate", real)
     again = run_study(compose_study("study.n_trials=1"), small_fashion)
     assert again.counts == {"FAIL": 1, "COMPLETE": 1}
+    # The interrupted trial was the baseline: the continued study runs it.
+    study = optuna.load_study(study_name=summary.study_name, storage=cfg.study.storage)
+    assert study.trials[1].params == study.trials[0].params
 
 
 @pytest.mark.parametrize(
@@ -122,6 +125,11 @@ def test_ctrl_c_marks_the_running_trial_failed_everywhere(
         ("study.baseline.inference_steps=99", r"inference_steps=99 lies outside"),
         ("optimizer=sgd", r"optimizer=sgd has no range"),
         ("energy=ep", r"study.space.beta.low=0.0 is not allowed with energy=ep"),
+        (
+            "study.storage=sqlite:////no/such/dir/optuna.db",
+            r"study.storage=.*not writable",
+        ),
+        ("tracking.uri=sqlite:////proc/mlflow.db", r"tracking.uri=.*not writable"),
     ],
 )
 def test_bad_options_fail_before_anything_is_written(
@@ -132,3 +140,18 @@ def test_bad_options_fail_before_anything_is_written(
         run_study(cfg, data=None)
     assert not (tmp_path / "optuna.db").exists()
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_unusable_storage_is_named(compose_study, small_fashion):
+    cfg = compose_study("study.storage=foo://nowhere")
+    with pytest.raises(ConfigError, match=r"study.storage='foo://nowhere' cannot be"):
+        run_study(cfg, small_fashion)
+
+
+def test_batch_larger_than_the_data_is_refused_before_any_trial(
+    compose_study, small_fashion, tmp_path
+):
+    cfg = compose_study("trainer.batch_size=100000")
+    with pytest.raises(ConfigError, match=r"trainer.batch_size=100000 exceeds"):
+        run_study(cfg, small_fashion)
+    assert not (tmp_path / "optuna.db").exists()

@@ -12,11 +12,12 @@ from dataclasses import asdict
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from study.tracking import DIVERGENCE, Tracker
+from study.tracking import DIVERGENCE, Tracker, check_sqlite_url
 from trainers import data as datasets
 from trainers import metrics as m
 from trainers.config import ConfigError, RunConfig, register_schemas, validate
-from trainers.train import train_and_evaluate
+from trainers.data.base import DatasetMissingError
+from trainers.train import check_fits, train_and_evaluate
 
 register_schemas()
 
@@ -24,7 +25,9 @@ register_schemas()
 def run(cfg: RunConfig) -> dict[str, float]:
     """Trains ``cfg`` and logs it as one MLflow run; returns the last epoch."""
     validate(cfg)
+    check_sqlite_url("tracking.uri", cfg.tracking.uri)
     data = datasets.load(cfg.dataset)
+    check_fits(cfg, data)
     tracker = Tracker(cfg.tracking)
     experiment_id = tracker.experiment(cfg.tracking.experiment)
     name = f"{cfg.model.name}-{cfg.energy.name}-{cfg.optimizer.name}"
@@ -51,7 +54,7 @@ def main(dict_cfg: DictConfig) -> None:
     cfg: RunConfig = OmegaConf.to_object(dict_cfg)
     try:
         final = run(cfg)
-    except ConfigError as err:
+    except (ConfigError, DatasetMissingError) as err:
         sys.exit(f"error: {err}")
     print(
         f"validation accuracy {final[m.VAL_ACCURACY]:.4f}, test accuracy "

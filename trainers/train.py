@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from trainers import metrics as m
-from trainers.config import OptimizerConfig, RunConfig, validate
+from trainers.config import ConfigError, OptimizerConfig, RunConfig, validate
 from trainers.data import Splits
 from trainers.data.augment import crop_and_flip
 from trainers.energies import EP, make_energy, output_loss
@@ -314,6 +314,15 @@ def build_network(cfg: RunConfig, data: Splits) -> MLP | Graph:
     return MLP(tuple(int(s) for s in sizes), cfg.model.activation)
 
 
+def check_fits(cfg: RunConfig, data: Splits) -> None:
+    """The options that depend on the data, checked once it is loaded."""
+    if cfg.trainer.batch_size > len(data.train_x):
+        raise ConfigError(
+            f"trainer.batch_size={cfg.trainer.batch_size} exceeds the "
+            f"{len(data.train_x)} training images (dataset.train_size)."
+        )
+
+
 def train_and_evaluate(
     cfg: RunConfig, data: Splits, callback: Callback | None = None
 ) -> RunResult:
@@ -324,12 +333,8 @@ def train_and_evaluate(
     """
     # Setup: everything that can fail on bad input fails here.
     validate(cfg)
+    check_fits(cfg, data)
     t = cfg.trainer
-    if t.batch_size > len(data.train_x):
-        raise ValueError(
-            f"trainer.batch_size={t.batch_size} exceeds the {len(data.train_x)} "
-            "training images."
-        )
     net = build_network(cfg, data)
     energy = make_energy(cfg.energy, net)
     tx = make_optimizer(cfg.optimizer)
