@@ -47,6 +47,12 @@ def check(cfg: DictConfig) -> None:
         validate(trial_config(cfg, candidate))
 
 
+def _started(study: optuna.Study) -> int:
+    """Trials that have run or are running (not those merely enqueued)."""
+    waiting = optuna.trial.TrialState.WAITING
+    return sum(t.state != waiting for t in study.trials)
+
+
 def summarize(study: optuna.Study) -> tuple[dict[str, int], dict[str, Any] | None]:
     counts: dict[str, int] = {}
     for t in study.trials:
@@ -77,7 +83,7 @@ def run_study(cfg: DictConfig, data: datasets.Splits | None = None) -> Summary:
     experiment_id = tracker.experiment(name)
     study = open_study(cfg)
     parent_id = tracker.start_run(
-        experiment_id, f"study-{len(study.trials)}", tags={STUDY_NAME: name}
+        experiment_id, f"study-{_started(study)}", tags={STUDY_NAME: name}
     )
     tracker.log_config(parent_id, OmegaConf.to_container(cfg, resolve=True))
 
