@@ -133,6 +133,16 @@ def ep_gradient(energy: EP, params, states, x, y, hyper: Hyper, relax_opts: dict
     return grads, f_end, free._replace(reason=reason.astype(jnp.int32))
 
 
+def _forward_pass(net, energy, params, x):
+    """The energy's initial states and the logits, from one forward pass."""
+    if isinstance(energy, EP):
+        states = energy.init_states(params, x)
+        return states, states[-1]
+    if not energy.uses_inference:
+        return (), net.logits(params, x)
+    return net.forward(params, x)
+
+
 def make_train_step(
     net: MLP,
     energy,
@@ -146,10 +156,9 @@ def make_train_step(
 
     def step(params, opt_state, x, y, hyper: Hyper):
         batch = x.shape[0]
-        logits = net.logits(params, x)
+        states, logits = _forward_pass(net, energy, params, x)
         loss = jnp.mean(output_loss(energy.loss, logits, y))
         correct = jnp.sum(jnp.argmax(logits, -1) == y)
-        states = energy.init_states(params, x)
 
         if not energy.uses_inference:
             f_end, grads = jax.value_and_grad(
