@@ -106,6 +106,7 @@ class DatasetConfig:
     split_seed: int = 0
     normalize: bool = False
     augment: bool = False
+    augment_padding: int = 4
 
 
 @dataclass
@@ -210,6 +211,7 @@ def validate(cfg: RunConfig) -> None:
     if cfg.dataset.train_size is not None:
         _positive("dataset.train_size", cfg.dataset.train_size)
     _positive("dataset.validation_size", cfg.dataset.validation_size)
+    _positive("dataset.augment_padding", cfg.dataset.augment_padding, allow_zero=True)
 
     t = cfg.trainer
     _positive("trainer.epochs", t.epochs)

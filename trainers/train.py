@@ -209,10 +209,11 @@ def compiled_epoch(
     batch_size: int,
     state_optimizer: str = "sgd",
     fixed_steps: int | None = None,
-    augment_shape: tuple[int, ...] | None = None,
+    augment: tuple[tuple[int, ...], int] | None = None,
 ):
-    """The jitted epoch for one program structure; ``augment_shape`` (the
-    image shape) turns on crop-and-flip augmentation of training batches.
+    """The jitted epoch for one program structure; ``augment`` (the image
+    shape and the crop padding) turns on crop-and-flip augmentation of
+    training batches.
 
     The optimizer is rebuilt from its name alone: its numbers live in the
     optimizer state (``optax.inject_hyperparams``), which is an input.
@@ -244,9 +245,9 @@ def compiled_epoch(
         def run(carry, idx, index):
             params, opt_state, sums = carry
             batch = x[idx]
-            if augment_shape is not None:
+            if augment is not None:
                 batch_key = jax.random.fold_in(augment_key, index)
-                batch = crop_and_flip(batch_key, batch, augment_shape)
+                batch = crop_and_flip(batch_key, batch, *augment)
             params, opt_state, s = step(params, opt_state, batch, y[idx], hyper)
             return params, opt_state, accumulate(sums, s, index)
 
@@ -355,7 +356,9 @@ def train_and_evaluate(
         t.batch_size,
         t.state_optimizer,
         fixed_steps,
-        tuple(data.image_shape) if cfg.dataset.augment else None,
+        (tuple(data.image_shape), cfg.dataset.augment_padding)
+        if cfg.dataset.augment
+        else None,
     )
     hyper = hyper_from(cfg)
 
