@@ -3,6 +3,9 @@
 #   make test    run the test suite
 #   make ui      serve the MLflow UI on 127.0.0.1
 #   make plots   export plots and a table for the latest study (STUDY=name for another)
+#   make bench   check the PyTorch reference against ours, then time the libraries
+#                (BENCH_ARGS="--epochs 1 --max-batches 20" for a short run)
+#   make bench-envs  set up the virtualenvs of the other libraries (benchmarks/.envs)
 # Extra Hydra overrides go in ARGS, e.g. make study ARGS="energy=hpc study.n_trials=4".
 
 PYTHON ?= python3.11
@@ -13,8 +16,10 @@ FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 PORT ?= 5000
 STUDY ?=
 ARGS ?=
+BENCH_ARGS ?=
+BENCH_ENVS := benchmarks/.envs
 
-.PHONY: setup data study test ui plots lint clean
+.PHONY: setup data study test ui plots lint clean bench bench-envs
 
 setup: $(STAMP)
 
@@ -52,6 +57,25 @@ ui: $(STAMP)
 
 plots: $(STAMP)
 	$(BIN)/python -m analysis $(if $(STUDY),analysis.study=$(STUDY)) $(ARGS)
+
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+# The parity check comes first: timings of a reference that computes
+# something else would mean nothing. Libraries whose env is missing are
+# skipped (make bench-envs).
+bench: $(VENV)/.bench-installed
+	$(BIN)/python benchmarks/parity.py
+	$(BIN)/python benchmarks/torch_ref.py $(BENCH_ARGS)
+	@for lib in pcx fabricpc; do \
+	  if [ -x $(BENCH_ENVS)/$$lib/bin/python ]; then \
+	    $(BENCH_ENVS)/$$lib/bin/python benchmarks/$${lib}_mlp.py $(BENCH_ARGS); \
+	  else echo "skipping $$lib: no $(BENCH_ENVS)/$$lib (make bench-envs)"; fi; \
+	done
+
+bench-envs:
+	bash benchmarks/envs.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

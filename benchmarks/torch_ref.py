@@ -1,0 +1,233 @@
+r"""A PyTorch reference of the platform's predictive-coding MLP.
+
+Written as a PyTorch user would write it: eager mode, ``nn.Linear`` layers,
+autograd for both dF/dv and dF/dtheta. It follows ``trainers`` exactly so
+that ``parity.py`` can compare the two and the timing compares like with
+like:
+
+* states are post-activation values, v_i = f(v_{i-1} W_i + b_i) after a
+  forward pass, and the logits are read from the top state v_L;
+* HPC (Chen et al. 2025, Eq 2):
+  :math:`F = \tfrac12 \sum_i \|\epsilon^f_i\|^2 + \beta C`;
+* BiPC Eq 10:
+  :math:`F = \tfrac12 \sum_i \|\epsilon^f_i + \epsilon^b_i\|^2 + \beta (C^f + C^b)`,
+  with the feedback prediction f(v_{i+1} W_{i+1}^T), no feedback error on
+  the top hidden state and C^b the input reconstruction (optional);
+* inference: ``inference_steps`` plain SGD steps on the batch *sum* of F,
+  v <- v - eta_v dF/dv;
+* learning: one optimizer step on dF/dtheta of the batch *mean* of F at the
+  relaxed states.
+
+Timing run on Fashion-MNIST (CPU):
+
+    python benchmarks/torch_ref.py --epochs 2
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import cli
+import fashion_mnist
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+}
+
+
+class MLP(nn.Module):
+    """Layer sizes ``(d_0, ..., d_L, d_out)``; hidden nodes 1..L hold states."""
+
+    def __init__(self, sizes: Sequence[int], activation: str = "tanh"):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.Linear(d_in, d_out) for d_in, d_out in zip(sizes[:-1], sizes[1:])
+        )
+        self.act = ACTIVATIONS[activation]
+
+    @property
+    def num_hidden(self) -> int:
+        return len(self.layers) - 1
+
+    def predict(self, i: int, v: Tensor) -> Tensor:
+        """The prediction of node i+1 from node i (the logits for the last)."""
+        u = self.layers[i](v)
+        return u if i == self.num_hidden else self.act(u)
+
+    def feedback(self, i: int, v_above: Tensor) -> Tensor:
+        """The prediction of node i from node i+1 through the transposed
+        weight of layer i, without bias; no activation on the input node."""
+        u = v_above @ self.layers[i].weight
+        return u if i == 0 else self.act(u)
+
+    def forward(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        states, v = [], x
+        for i in range(self.num_hidden):
+            v = self.predict(i, v)
+            states.append(v)
+        return states, self.predict(self.num_hidden, v)
+
+
+def _half_sq(u: Tensor) -> Tensor:
+    return 0.5 * u.square().sum(-1)
+
+
+def output_loss(kind: str, logits: Tensor, labels: Tensor) -> Tensor:
+    """C per sample: cross-entropy, or 1/2 ||onehot(y) - logits||^2 (``mse``)."""
+    if kind == "cross_entropy":
+        return F.cross_entropy(logits, labels, reduction="none")
+    onehot = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
+    return _half_sq(onehot - logits)
+
+
+def hpc_energy(net: MLP, states, x, y, beta: float, loss: str = "mse") -> Tensor:
+    """Eq 2 per sample."""
+    below = [x, *states[:-1]]
+    internal = sum(
+        _half_sq(v - net.predict(i, u)) for i, (v, u) in enumerate(zip(states, below))
+    )
+    logits = net.predict(net.num_hidden, states[-1])
+    return internal + beta * output_loss(loss, logits, y)
+
+
+def bipc_energy(
+    net: MLP,
+    states,
+    x,
+    y,
+    beta: float,
+    loss: str = "cross_entropy",
+    input_feedback: str = "none",
+) -> Tensor:
+    """Eq 10 per sample."""
+    below = [x, *states[:-1]]
+    eps_f = [v - net.predict(i, u) for i, (v, u) in enumerate(zip(states, below))]
+    internal = _half_sq(eps_f[-1])
+    for i in range(net.num_hidden - 1):
+        eps_b = states[i] - net.feedback(i + 1, states[i + 1])
+        internal = internal + _half_sq(eps_f[i] + eps_b)
+
+    external = output_loss(loss, net.predict(net.num_hidden, states[-1]), y)
+    if input_feedback == "reconstruction":
+        external = external + _half_sq(x - net.feedback(0, states[0]))
+    return internal + beta * external
+
+
+def make_energy(name: str, loss: str, input_feedback: str = "none"):
+    """``(net, states, x, y, beta) -> F`` per sample, for ``hpc`` or ``bipc``."""
+    if name == "hpc":
+        return lambda net, s, x, y, beta: hpc_energy(net, s, x, y, beta, loss)
+    if name == "bipc":
+        return lambda net, s, x, y, beta: bipc_energy(
+            net, s, x, y, beta, loss, input_feedback
+        )
+    raise ValueError(f"energy {name!r} is not in the reference; use hpc or bipc.")
+
+
+class Step(NamedTuple):
+    """One train step: the relaxed states, F summed over the batch before
+    inference and F averaged over the batch after it, and the logits of the
+    forward pass."""
+
+    states: list[Tensor]
+    energy_start: Tensor
+    energy_end: Tensor
+    logits: Tensor
+
+
+def relax(energy, net: MLP, states, x, y, beta, steps: int, state_lr: float):
+    """``steps`` SGD steps on the batch sum of F; returns the states and the
+    summed F before the first step."""
+    states = [s.detach().requires_grad_() for s in states]
+    energy_start = None
+    for _ in range(steps):
+        total = energy(net, states, x, y, beta).sum()
+        grads = torch.autograd.grad(total, states)
+        with torch.no_grad():
+            for s, g in zip(states, grads):
+                s.sub_(state_lr * g)
+        if energy_start is None:
+            energy_start = total.detach()
+    return [s.detach() for s in states], energy_start
+
+
+def train_step(
+    energy,
+    net: MLP,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    y: Tensor,
+    beta: float,
+    steps: int,
+    state_lr: float,
+) -> Step:
+    """Inference from a forward pass, then one step on the parameters."""
+    with torch.no_grad():
+        states, logits = net(x)
+    states, energy_start = relax(energy, net, states, x, y, beta, steps, state_lr)
+
+    optimizer.zero_grad()
+    energy_end = energy(net, states, x, y, beta).mean()
+    energy_end.backward()
+    optimizer.step()
+    return Step(states, energy_start, energy_end.detach(), logits)
+
+
+def accuracy(net: MLP, x: Tensor, y: Tensor) -> float:
+    with torch.no_grad():
+        return (net(x)[1].argmax(-1) == y).double().mean().item()
+
+
+def main() -> None:
+    p = cli.parser(__doc__.splitlines()[0])
+    p.add_argument("--energy", choices=["hpc", "bipc"], default="hpc")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    torch.manual_seed(args.seed)
+    data = fashion_mnist.load(args.data_dir)
+    net = MLP((784, *args.hidden, 10))
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
+    loss = "mse" if args.energy == "hpc" else "cross_entropy"
+    energy = make_energy(args.energy, loss)
+    test_x, test_y = torch.from_numpy(data.test_x), torch.from_numpy(data.test_y).long()
+
+    def train_epoch(epoch: int) -> int:
+        count = 0
+        for xb, yb in fashion_mnist.batches(
+            data, args.batch_size, args.seed + epoch, args.max_batches
+        ):
+            x, y = torch.from_numpy(xb), torch.from_numpy(yb).long()
+            train_step(
+                energy,
+                net,
+                optimizer,
+                x,
+                y,
+                args.beta,
+                args.inference_steps,
+                args.state_lr,
+            )
+            count += 1
+        return count
+
+    cli.run_epochs(
+        f"torch-{torch.__version__}",
+        args,
+        data,
+        train_epoch,
+        lambda: accuracy(net, test_x, test_y),
+    )
+
+
+if __name__ == "__main__":
+    main()
