@@ -176,6 +176,7 @@ class EP:
     loss: str = "mse"
     symmetric: bool = True
     uses_inference = True
+    two_phase = True
 
     def rho(self, i: int, v: jax.Array) -> jax.Array:
         return v if i == 0 else self.net.act(v)
@@ -201,15 +202,19 @@ class EP:
 def make_energy(cfg: EnergyConfig, net):
     """The energy ``cfg`` names, on an MLP or a graph."""
     from trainers.graph import Graph
-    from trainers.graph_energies import GraphBiPC, GraphHPC
+    from trainers.graph_energies import GraphBiPC, GraphEP, GraphHPC
 
     if isinstance(net, Graph):
         if cfg.name == "hpc":
             return GraphHPC(net, cfg.loss)
         if cfg.name == "bipc":
             return GraphBiPC(net, cfg.loss, cfg.bipc_form, cfg.input_feedback)
-        if cfg.name != "backprop":
-            raise ValueError(f"energy.name={cfg.name!r} is not defined on graphs.")
+        if cfg.name == "ep":
+            if net.time_steps > 1:
+                raise ValueError(
+                    "energy.name='ep' is not defined on a graph unrolled in time."
+                )
+            return GraphEP(net, cfg.loss, cfg.ep_nudging == "symmetric")
     if cfg.name == "hpc":
         return HPC(net, cfg.loss)
     if cfg.name == "bipc":

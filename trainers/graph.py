@@ -23,9 +23,34 @@ conv edges that is exactly the transposed weight (transposed convolution)
 with the forward parameters, so one parameter receives the gradients of
 both directions; through max-pooling it routes to the maxima.
 
-Only acyclic graphs are built so far (forward, skip and internal edges);
-recurrent edges need the unrolled time axis of the skip-connection
-recurrent network, which is not implemented yet and is refused by name.
+Connection kinds (Chen et al. 2025, Section 3 and Table 1): ``forward``
+(node m-1 to m), ``skip`` (m-2 to m), ``internal`` (a node's second state,
+a 1x1 convolution) and ``recurrent`` (m at t-1 to m at t). A graph with
+recurrent edges is unrolled over ``time_steps`` steps T: every state node
+gets one state per step (named ``node@t``), forward, skip and internal edges
+act within a step, a recurrent edge carries step t-1 into step t, and every
+copy of an edge shares that edge's parameters. The input is clamped at every
+step and the output is predicted at the last one only. So node m at step t
+is predicted as
+
+.. math:: \hat v_{m,t} = f\big(g_{m-1,m}(v_{m-1,t}) + g_{m-2,m}(v_{m-2,t})
+          + g_{m,m}(v_{m,t-1})\big),
+
+our reading of the garbled Eq 5: the three inputs the paper's text lists
+(forward, skip and the node's own previous state), each through its own
+edge, summed. Two departures from the letter of Eq 5, with the reasons:
+
+* the forward and skip inputs come from the same step t, not t-1: with a
+  one-step delay on every forward edge, the output read at t = T-1 of a
+  7-edge-deep network with T = 5 could not see the input at all in the
+  feedforward variant of Fig 4;
+* the recurrent map is one more summand rather than a map applied to the
+  sum: so Eq 7's two feedback branches, z_{m+1,m} with the forward weights
+  and z_{m,m} with the recurrent ones, are exactly the transposes of the two
+  edges that predict upwards in time and depth.
+
+Without a recurrent edge there is nothing to unroll, and the graph is its
+single step whatever ``time_steps`` says.
 """
 
 from __future__ import annotations
@@ -82,6 +107,11 @@ class Edge:
     target: str
     ops: tuple[Op, ...]
     kind: str = "forward"
+    param: str = ""  # the parameters' key when copies share them (unrolling)
+
+    @property
+    def key(self) -> str:
+        return self.param or self.name
 
     @property
     def has_params(self) -> bool:
@@ -116,6 +146,8 @@ class Graph:
     input_shape: tuple[int, ...]
     order: tuple[str, ...] = field(default=())
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = field(default=())
+    time_steps: int = 1
+    groups: tuple[tuple[str, tuple[int, ...]], ...] = field(default=())
 
     # -- the interface the trainers use (shared with trainers.model.MLP) --
 
@@ -125,10 +157,18 @@ class Graph:
 
     @property
     def num_layers(self) -> int:
-        return sum(e.has_params for e in self.edges)
+        return len({e.key for e in self.edges if e.has_params})
+
+    @property
+    def state_groups(self) -> tuple[tuple[int, ...], ...]:
+        """For each node of the declared graph that holds a state, the
+        positions in ``order`` of its states (one per time step)."""
+        return tuple(indices for _, indices in self.groups)
 
     def node(self, name: str) -> Node:
-        return next(n for n in self.nodes if n.name == name)
+        """The declared node behind ``name`` (``node@t`` for its step t)."""
+        base = name.split("@")[0]
+        return next(n for n in self.nodes if n.name == base)
 
     def shape(self, name: str) -> tuple[int, ...]:
         return dict(self.shapes)[name]
@@ -138,8 +178,11 @@ class Graph:
 
     def init(self, key: jax.Array) -> Params:
         params, shapes = {}, dict(self.shapes)
-        keys = jax.random.split(key, len(self.edges))
-        for edge, k in zip(self.edges, keys):
+        first = {}
+        for edge in self.edges:
+            first.setdefault(edge.key, edge)
+        keys = jax.random.split(key, len(first))
+        for edge, k in zip(first.values(), keys):
             u = jnp.zeros((1, *shapes[edge.source]))
             edge_params = {}
             for i, (op, k_op) in enumerate(
@@ -149,7 +192,7 @@ class Graph:
                     edge_params[f"op_{i}"] = op.module().init(k_op, u)["params"]
                 u = op.apply(edge_params.get(f"op_{i}"), u)
             if edge_params:
-                params[edge.name] = edge_params
+                params[edge.key] = edge_params
         return params
 
     def images(self, x: jax.Array) -> jax.Array:
@@ -157,7 +200,7 @@ class Graph:
 
     def prediction(self, params: Params, values: dict, name: str) -> jax.Array:
         total = sum(
-            e.apply(params.get(e.name, {}), values[e.source])
+            e.apply(params.get(e.key, {}), values[e.source])
             for e in self.incoming(name)
         )
         if name == self.output:
@@ -185,52 +228,136 @@ def build(
     input: str,
     output: str,
     input_shape: tuple[int, ...],
+    time_steps: int = 1,
 ) -> Graph:
     """Checks the graph and infers every node's shape; raises
-    :class:`GraphError` naming the first node or edge at fault."""
+    :class:`GraphError` naming the first node or edge at fault. A graph
+    with recurrent edges is unrolled over ``time_steps`` steps."""
     names = [n.name for n in nodes]
     for name in (input, output):
         if name not in names:
             raise GraphError(f"node {name!r} (input or output) is not declared.")
+    for name in names:
+        if "@" in name:
+            raise GraphError(f"node {name!r}: '@' is kept for time steps.")
     for edge in edges:
-        for end in (edge.source, edge.target):
-            if end not in names:
-                raise GraphError(
-                    f"edge {edge.name!r} connects to missing node {end!r}; "
-                    f"nodes: {', '.join(names)}."
-                )
-        if edge.kind not in KINDS:
-            raise GraphError(
-                f"edge {edge.name!r} has kind {edge.kind!r}; "
-                f"allowed: {', '.join(KINDS)}."
-            )
-        if edge.kind == "recurrent":
-            raise GraphError(
-                f"edge {edge.name!r} is recurrent: recurrent networks need the "
-                "unrolled time axis, which is not implemented yet."
-            )
-        for op in edge.ops:
-            if op.name not in OPS:
-                raise GraphError(
-                    f"edge {edge.name!r} has op {op.name!r}; allowed: {', '.join(OPS)}."
-                )
-        if edge.target == input:
-            raise GraphError(f"edge {edge.name!r} points into the clamped input node.")
-    order = _topological_order(names, edges, input)
-    shapes = _infer_shapes(order, edges, input, input_shape)
+        _check_edge(edge, names, input, output)
+    within = [e for e in edges if e.kind != "recurrent"]
+    recurrent = [e for e in edges if e.kind == "recurrent"]
+    order = _topological_order(names, within, input)
+    shapes = _infer_shapes(order, within, input, input_shape)
     for name in names:
         if name != input and name not in shapes:
             raise GraphError(f"node {name!r} has no incoming edge from the input side.")
-    hidden = tuple(n for n in order if n not in (input, output))
+    for edge in recurrent:
+        _check_recurrent(edge, shapes)
+    hidden = [n for n in order if n not in (input, output)]
+    if recurrent and time_steps < 2:
+        raise GraphError(
+            f"edge {recurrent[0].name!r} is recurrent, which needs time_steps >= 2 "
+            f"to unroll over; got time_steps={time_steps}."
+        )
+    if not recurrent:
+        groups = tuple((n, (i,)) for i, n in enumerate(hidden))
+        return Graph(
+            tuple(nodes),
+            tuple(edges),
+            input,
+            output,
+            tuple(input_shape),
+            tuple(hidden),
+            tuple(shapes.items()),
+            1,
+            groups,
+        )
+
+    steps = range(time_steps)
+    last = time_steps - 1
+    at = lambda n, t: n if n in (input, output) else f"{n}@{t}"  # noqa: E731
+    unrolled = []
+    for t in steps:
+        for e in within:
+            if e.target != output or t == last:
+                unrolled.append(
+                    Edge(
+                        f"{e.name}@{t}",
+                        at(e.source, t),
+                        at(e.target, t),
+                        e.ops,
+                        e.kind,
+                        e.key,
+                    )
+                )
+        for e in recurrent:
+            if t > 0:
+                unrolled.append(
+                    Edge(
+                        f"{e.name}@{t}",
+                        at(e.source, t - 1),
+                        at(e.target, t),
+                        e.ops,
+                        e.kind,
+                        e.key,
+                    )
+                )
+    states = [at(n, t) for t in steps for n in hidden]
+    groups = tuple((n, tuple(states.index(at(n, t)) for t in steps)) for n in hidden)
+    all_shapes = {input: shapes[input], output: shapes[output]}
+    all_shapes |= {at(n, t): shapes[n] for t in steps for n in hidden}
     return Graph(
         tuple(nodes),
-        tuple(edges),
+        tuple(unrolled),
         input,
         output,
         tuple(input_shape),
-        hidden,
-        tuple(shapes.items()),
+        tuple(states),
+        tuple(all_shapes.items()),
+        time_steps,
+        groups,
     )
+
+
+def _check_edge(edge: Edge, names: list[str], input: str, output: str) -> None:
+    for end in (edge.source, edge.target):
+        if end not in names:
+            raise GraphError(
+                f"edge {edge.name!r} connects to missing node {end!r}; "
+                f"nodes: {', '.join(names)}."
+            )
+    if edge.kind not in KINDS:
+        raise GraphError(
+            f"edge {edge.name!r} has kind {edge.kind!r}; allowed: {', '.join(KINDS)}."
+        )
+    for op in edge.ops:
+        if op.name not in OPS:
+            raise GraphError(
+                f"edge {edge.name!r} has op {op.name!r}; allowed: {', '.join(OPS)}."
+            )
+    if edge.target == input:
+        raise GraphError(f"edge {edge.name!r} points into the clamped input node.")
+    if edge.kind == "recurrent" and input in (edge.source, edge.target):
+        raise GraphError(f"edge {edge.name!r}: the input node has no recurrence.")
+    if edge.kind == "recurrent" and output in (edge.source, edge.target):
+        raise GraphError(
+            f"edge {edge.name!r}: the output is read at the last step only and "
+            "has no recurrence."
+        )
+
+
+def _check_recurrent(edge: Edge, shapes: dict) -> None:
+    u = jax.ShapeDtypeStruct((1, *shapes[edge.source]), jnp.float32)
+    try:
+        out = jax.eval_shape(lambda s: _apply_fresh(edge, s), u).shape[1:]
+    except Exception as err:  # noqa: BLE001 - reported with the edge's name
+        raise GraphError(
+            f"edge {edge.name!r} cannot take node {edge.source!r} of shape "
+            f"{shapes[edge.source]}: {err}"
+        ) from err
+    if out != shapes[edge.target]:
+        raise GraphError(
+            f"edge {edge.name!r} gives shape {out} but node {edge.target!r} "
+            f"has shape {shapes[edge.target]}."
+        )
 
 
 def _topological_order(names, edges, input) -> list[str]:
@@ -289,7 +416,7 @@ def _apply_fresh(edge: Edge, u: jax.Array) -> jax.Array:
 def graph_from_config(cfg, image_shape: tuple[int, ...], num_classes: int) -> Graph:
     """Builds the graph a ``ModelConfig`` declares: ``width`` scales every
     ``features`` (at least 1); 0 on the edge into the output means
-    ``num_classes``."""
+    ``num_classes``; only the edge kinds in ``connections`` are kept."""
 
     def op(o, into_output: bool) -> Op:
         features = o.features
@@ -309,6 +436,9 @@ def graph_from_config(cfg, image_shape: tuple[int, ...], num_classes: int) -> Gr
             e.kind,
         )
         for e in cfg.edges
+        if e.kind in cfg.connections
     ]
     nodes = [Node(n, cfg.activation) for n in cfg.nodes]
-    return build(nodes, edges, cfg.input, cfg.output, tuple(image_shape))
+    return build(
+        nodes, edges, cfg.input, cfg.output, tuple(image_shape), cfg.time_steps
+    )

@@ -28,6 +28,13 @@ from trainers.graph import Graph
 from trainers.model import ACTIVATIONS, Params, States
 
 
+# Eq 7's branches: top-down through the forward edges and, in a recurrent
+# network, back in time through the recurrent ones. The paper leaves out
+# feedback through skip connections (too much is lost to recover the lower
+# node from them) and through internal 1x1 maps.
+FEEDBACK_KINDS = ("forward", "recurrent")
+
+
 def _half_sq(u: jax.Array) -> jax.Array:
     return 0.5 * jnp.sum(jnp.square(u).reshape(u.shape[0], -1), axis=-1)
 
@@ -41,12 +48,12 @@ def _feedback(graph: Graph, params: Params, values: dict, name: str):
     above = [
         e
         for e in graph.edges
-        if e.source == name and e.target in graph.order and e.kind != "internal"
+        if e.source == name and e.target in graph.order and e.kind in FEEDBACK_KINDS
     ]
     if not above:
         return None
     return sum(
-        e.transpose(params.get(e.name, {}), values[name], values[e.target])
+        e.transpose(params.get(e.key, {}), values[name], values[e.target])
         for e in above
     ) / len(above)
 
@@ -107,3 +114,60 @@ class GraphBiPC:
             if fb is not None:
                 external += _half_sq(values[graph.input] - fb)
         return internal + beta * external
+
+
+@dataclass(frozen=True)
+class GraphEP:
+    r"""Equilibrium propagation's Hopfield-like energy (Eq 17) on a graph
+    without recurrence, as :class:`trainers.energies.EP` on the MLP:
+
+    .. math::
+        E = \tfrac12 \sum_{j} \|v_j\|^2
+            - \sum_{e: i \to j} \rho(v_j) \cdot g_e(\rho(v_i)),
+        \qquad F = E + \beta\, C(v_{\mathrm{out}}, y),
+
+    over the state nodes and the output node, which is a free state read
+    as the logits; rho is the node's activation and the identity on the
+    clamped input. For a dense or conv edge g_e(u) = u W + b, so each
+    coupling is Eq 17's rho(v_i) w_ij rho(v_j) plus the bias term; an edge
+    that ends in max-pooling couples the pooled map (as Laborieux et al.
+    2021 do for convolutional EP). The states start from a forward pass of
+    pre-activations, whose output equals the graph's logits.
+    """
+
+    net: Graph
+    loss: str = "mse"
+    symmetric: bool = True
+    uses_inference = True
+    two_phase = True
+
+    def _rho(self, name: str, v: jax.Array) -> jax.Array:
+        if name == self.net.input:
+            return v
+        return ACTIVATIONS[self.net.node(name).activation](v)
+
+    def _names(self) -> tuple[str, ...]:
+        return (*self.net.order, self.net.output)
+
+    def init_states(self, params: Params, x: jax.Array) -> States:
+        graph = self.net
+        rhos = {graph.input: graph.images(x)}
+        states = []
+        for name in self._names():
+            u = sum(
+                e.apply(params.get(e.key, {}), rhos[e.source])
+                for e in graph.incoming(name)
+            )
+            rhos[name] = self._rho(name, u)
+            states.append(u)
+        return tuple(states)
+
+    def __call__(self, params, states, x, y, beta):
+        graph = self.net
+        values = {graph.input: graph.images(x), **dict(zip(self._names(), states))}
+        rhos = {n: self._rho(n, v) for n, v in values.items()}
+        energy = sum(_half_sq(v) for v in states)
+        for e in graph.edges:
+            coupling = e.apply(params.get(e.key, {}), rhos[e.source]) * rhos[e.target]
+            energy -= jnp.sum(coupling.reshape(coupling.shape[0], -1), axis=-1)
+        return energy + beta * output_loss(self.loss, states[-1], y)

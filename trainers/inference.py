@@ -136,7 +136,12 @@ def relax(
                 NOT_DIVERGED,
             ),
         )
-        norms = jnp.stack([jnp.mean(jnp.linalg.norm(g, axis=-1)) for g in grads])
+        norms = jnp.stack(
+            [
+                jnp.mean(jnp.linalg.norm(g.reshape(g.shape[0], -1), axis=-1))
+                for g in grads
+            ]
+        )
         ok = reason == NOT_DIVERGED
         updates, opt_state = tx.update(grads, c.opt_state, c.states)
         moved = optax.apply_updates(c.states, updates)

@@ -51,6 +51,11 @@ class MLP:
     def num_layers(self) -> int:
         return len(self.sizes) - 1
 
+    @property
+    def state_groups(self) -> tuple[tuple[int, ...], ...]:
+        """Each hidden node's position among the states (one state each)."""
+        return tuple((i,) for i in range(self.num_hidden))
+
     def act(self, u: jax.Array) -> jax.Array:
         return ACTIVATIONS[self.activation](u)
 

@@ -30,7 +30,7 @@ from trainers import metrics as m
 from trainers.config import ConfigError, OptimizerConfig, RunConfig, validate
 from trainers.data import Splits
 from trainers.data.augment import crop_and_flip
-from trainers.energies import EP, make_energy, output_loss
+from trainers.energies import make_energy, output_loss
 from trainers.graph import Graph, graph_from_config
 from trainers.inference import (
     DIVERGENCE_REASONS,
@@ -83,7 +83,7 @@ def _zero_sums(net: MLP, dtype) -> EpochSums:
         energy_start=zero,
         energy_end=zero,
         steps=jnp.zeros((), jnp.int32),
-        state_grad_norms=jnp.zeros((net.num_hidden,), dtype),
+        state_grad_norms=jnp.zeros((len(net.state_groups),), dtype),
         param_grad_norms=jnp.zeros((net.num_layers,), dtype),
         reason=jnp.array(NOT_DIVERGED, jnp.int32),
         divergence_step=jnp.array(-1, jnp.int32),
@@ -103,7 +103,7 @@ def pc_gradient(energy, params, states, x, y, hyper: Hyper, relax_opts: dict):
     return grads, f_end, r
 
 
-def ep_gradient(energy: EP, params, states, x, y, hyper: Hyper, relax_opts: dict):
+def ep_gradient(energy, params, states, x, y, hyper: Hyper, relax_opts: dict):
     r"""Equilibrium propagation (Scellier and Bengio 2017): relax freely
     (beta = 0), then nudged from the free equilibrium, and estimate
 
@@ -133,9 +133,14 @@ def ep_gradient(energy: EP, params, states, x, y, hyper: Hyper, relax_opts: dict
     return grads, f_end, free._replace(reason=reason.astype(jnp.int32))
 
 
+def _two_phase(energy) -> bool:
+    """Whether the energy learns by equilibrium propagation's two phases."""
+    return getattr(energy, "two_phase", False)
+
+
 def _forward_pass(net, energy, params, x):
     """The energy's initial states and the logits, from one forward pass."""
-    if isinstance(energy, EP):
+    if _two_phase(energy):
         states = energy.init_states(params, x)
         return states, states[-1]
     if not energy.uses_inference:
@@ -166,14 +171,16 @@ def make_train_step(
             )(params)
             steps, reason = jnp.zeros((), jnp.int32), jnp.array(NOT_DIVERGED)
             f_start = f_end
-            state_norms = jnp.zeros((net.num_hidden,), x.dtype)
+            state_norms = jnp.zeros((len(net.state_groups),), x.dtype)
         else:
-            gradient = ep_gradient if isinstance(energy, EP) else pc_gradient
+            gradient = ep_gradient if _two_phase(energy) else pc_gradient
             grads, f_end, r = gradient(energy, params, states, x, y, hyper, relax_opts)
             steps, reason = r.steps, r.reason
             f_start = r.energy_start / batch
             f_start = jnp.where(jnp.isnan(f_start), f_end, f_start)
-            state_norms = r.state_grad_norms[: net.num_hidden]
+            state_norms = jnp.stack(
+                [jnp.mean(r.state_grad_norms[np.asarray(g)]) for g in net.state_groups]
+            )
 
         updates, new_opt_state = tx.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
