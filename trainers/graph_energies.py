@@ -27,7 +27,6 @@ from trainers.energies import output_loss
 from trainers.graph import Graph
 from trainers.model import ACTIVATIONS, Params, States
 
-
 # Eq 7's branches: top-down through the forward edges and, in a recurrent
 # network, back in time through the recurrent ones. The paper leaves out
 # feedback through skip connections (too much is lost to recover the lower
