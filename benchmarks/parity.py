@@ -128,6 +128,23 @@ def reference(cfg: EnergyConfig, params, x, y, trainer: dict, lr: float) -> dict
     return {k: v.numpy() for k, v in out.items()}
 
 
+def save_reference(path: str, step: dict, params, x, y, trainer: dict) -> None:
+    """Our HPC step as arrays: inputs, weights, rates, relaxed states and
+    dF/dtheta (``cli.check_step`` reads it back)."""
+    arrays = {k: v for k, v in step.items() if k.startswith(("state_", "grad "))}
+    for name, layer in params.items():
+        arrays |= {f"{name}.{k}": np.asarray(v) for k, v in layer.items()}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        x=np.asarray(x),
+        y=np.asarray(y),
+        eta_v=trainer["state_lr"],
+        inference_steps=trainer["inference_steps"],
+        **arrays,
+    )
+
+
 def relative_difference(a: np.ndarray, b: np.ndarray) -> float:
     if a.shape != b.shape:
         return float("inf")
@@ -140,6 +157,11 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)
+    p.add_argument(
+        "--save-reference",
+        metavar="PATH",
+        help="also save our HPC step (.npz) for the other libraries' --check",
+    )
     args = p.parse_args()
 
     jax.config.update("jax_enable_x64", True)
@@ -169,6 +191,8 @@ def main() -> int:
             for k, v in diffs.items()
             if not v <= args.tolerance
         ]
+        if label == "hpc" and args.save_reference:
+            save_reference(args.save_reference, a, params, x, y, trainer)
 
     if failures:
         print(f"PARITY FAILED (tolerance {args.tolerance:g}):", *failures, sep="\n  ")

@@ -75,6 +75,17 @@ class MLP(nn.Module):
         return states, self.predict(self.num_hidden, v)
 
 
+def init_like_flax(net: MLP) -> None:
+    """Flax's ``Dense`` initialisation, as the platform's: LeCun normal
+    weights (truncated at two standard deviations) and zero biases."""
+    with torch.no_grad():
+        for layer in net.layers:
+            # 0.8796 is the standard deviation of a unit normal cut at +-2.
+            std = layer.in_features**-0.5 / 0.87962566103423978
+            nn.init.trunc_normal_(layer.weight, 0.0, std, -2 * std, 2 * std)
+            nn.init.zeros_(layer.bias)
+
+
 def _half_sq(u: Tensor) -> Tensor:
     return 0.5 * u.square().sum(-1)
 
@@ -196,6 +207,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     data = fashion_mnist.load(args.data_dir)
     net = MLP((784, *args.hidden, 10))
+    init_like_flax(net)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     loss = "mse" if args.energy == "hpc" else "cross_entropy"
     energy = make_energy(args.energy, loss)
