@@ -1,13 +1,15 @@
-r"""HPC and BiPC energies on a :class:`~trainers.graph.Graph`.
+r"""HPC, BiPC and EP energies on a :class:`~trainers.graph.Graph`.
 
 The same energies as ``trainers.energies`` (same conventions: 1/2 factor,
 per-sample values, C on the output prediction), written over any acyclic
-graph: a node's forward error is
+graph, which includes a recurrent network unrolled in time: a node's forward
+error is
 
 .. math:: \epsilon^f_j = v_j - f_j\Big(\sum_{e: i \to j} g_e(v_i)\Big),
 
 and, for BiPC, its feedback prediction averages the transposes of its
-outgoing edges into state nodes (the branches of Eq 7),
+outgoing forward and recurrent edges into state nodes, B_j (the branches
+of Eq 7: the node above, and the node itself at the next time step),
 
 .. math:: \hat v^b_j = f_j\Big(\tfrac{1}{|B_j|} \sum_{e: j \to k \in B_j}
           g_e^\top(v_k)\Big), \qquad \epsilon^b_j = v_j - \hat v^b_j;
