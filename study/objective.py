@@ -19,7 +19,7 @@ from study import space
 from study.tracking import DIVERGENCE, STUDY_NAME, TRIAL_NUMBER, TRIAL_STATE, Tracker
 from trainers import metrics as m
 from trainers.data import Splits
-from trainers.train import train_and_evaluate
+from trainers.train import BatchSeries, train_and_evaluate
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,10 @@ class Objective:
             trial.report(row[m.VAL_ACCURACY], step=epoch)
             return trial.should_prune()
 
-        result = train_and_evaluate(run_cfg, self.data, callback=report)
+        def log_batches(epoch: int, series: BatchSeries) -> None:
+            self.tracker.log_series(run_id, series.values, series.steps)
+
+        result = train_and_evaluate(run_cfg, self.data, report, log_batches)
         final = result.final
         trial.set_user_attr(m.TEST_ACCURACY, final[m.TEST_ACCURACY])
         trial.set_user_attr("epochs_run", len(result.history))

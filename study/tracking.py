@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,22 @@ class Tracker:
         """
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
+        for i in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
+            self.client.log_batch(
+                run_id, metrics=metrics[i : i + _MAX_METRICS_PER_BATCH]
+            )
+
+    def log_series(
+        self, run_id: str, series: Mapping[str, Sequence[float]], steps: Sequence[int]
+    ) -> None:
+        """Several points of each metric, ``series[name][j]`` at ``steps[j]``,
+        in batches of MLflow's largest size (one call per 1000 points)."""
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(name, float(value), now, int(step))
+            for name, values in series.items()
+            for value, step in zip(values, steps)
+        ]
         for i in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
             self.client.log_batch(
                 run_id, metrics=metrics[i : i + _MAX_METRICS_PER_BATCH]

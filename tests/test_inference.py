@@ -68,7 +68,15 @@ def test_lalr_state_update_moves_every_node_equally():
     np.testing.assert_allclose(moved[0], moved[1], rtol=1e-5)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "lalr"])
+def test_lars_state_update_moves_every_node_by_its_own_fraction():
+    energy, params, states, x, y = _problem()
+    states = tuple(v + 0.3 for v in states)
+    r = relax(energy, params, states, x, y, _hyper(steps=1, state_lr=0.1), "lars")
+    moved = layer_norms(jax.tree.map(lambda a, b: a - b, r.states, states))
+    np.testing.assert_allclose(moved, 0.1 * layer_norms(states), rtol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lars", "lalr"])
 def test_other_state_optimizers_also_lower_the_energy(optimizer):
     energy, params, states, x, y = _problem()
     r = relax(energy, params, states, x, y, _hyper(steps=100, state_lr=0.01), optimizer)

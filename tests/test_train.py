@@ -76,6 +76,8 @@ def test_every_documented_metric_is_reported(small_fashion):
         m.param_grad_norm(2),
         m.param_grad_norm(3),
     }
+    names |= {m.update_ratio(i) for i in (1, 2, 3)}
+    names |= {m.effective_lr(i) for i in (1, 2, 3)}
     assert set(rows[0]) == names
     assert all(np.isfinite(v) for v in rows[0].values())
 
@@ -127,7 +129,7 @@ def test_bad_option_fails_before_any_compute(small_fashion):
     assert len(_compiles) == before
 
 
-@pytest.mark.parametrize("state_optimizer", ["sgd", "adam", "lalr"])
+@pytest.mark.parametrize("state_optimizer", ["sgd", "adam", "lars", "lalr"])
 def test_fixed_scan_inference_and_every_state_optimizer_train(
     small_fashion, state_optimizer
 ):

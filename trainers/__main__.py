@@ -17,7 +17,7 @@ from trainers import data as datasets
 from trainers import metrics as m
 from trainers.config import ConfigError, RunConfig, register_schemas, validate
 from trainers.data.base import DatasetMissingError
-from trainers.train import check_fits, train_and_evaluate
+from trainers.train import BatchSeries, check_fits, train_and_evaluate
 
 register_schemas()
 
@@ -37,9 +37,12 @@ def run(cfg: RunConfig) -> dict[str, float]:
         tracker.log_metrics(run_id, row, step=epoch)
         return False
 
+    def log_batches(epoch: int, series: BatchSeries) -> None:
+        tracker.log_series(run_id, series.values, series.steps)
+
     try:
         tracker.log_config(run_id, asdict(cfg))
-        result = train_and_evaluate(cfg, data, callback=log_epoch)
+        result = train_and_evaluate(cfg, data, log_epoch, log_batches)
     except BaseException:
         tracker.end_run(run_id, "FAILED")
         raise

@@ -16,7 +16,7 @@ from typing import Any
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 ENERGIES = ("hpc", "bipc", "ep", "backprop")
 EP_NUDGING = ("symmetric", "one_sided")
-STATE_OPTIMIZERS = ("sgd", "adam", "lalr")
+STATE_OPTIMIZERS = ("sgd", "adam", "lars", "lalr")
 INFERENCE_LOOPS = ("while_loop", "scan")
 BIPC_FORMS = ("eq10", "eq9")
 LOSSES = ("cross_entropy", "mse")
@@ -125,7 +125,9 @@ class TrainerConfig:
     two steps falls under ``convergence_threshold``; ``inference_loop=scan``
     runs exactly ``inference_steps`` instead (compiled per count). A batch diverges when
     its energy turns non-finite or grows past ``divergence_factor`` times its
-    value at the start of inference."""
+    value at the start of inference. Every ``log_every`` training batches
+    (0: never) the per-batch gradient norms and update ratios are reported
+    (``trainers.metrics``)."""
 
     epochs: int = 3
     batch_size: int = 128
@@ -136,6 +138,7 @@ class TrainerConfig:
     convergence_threshold: float = 1e-4
     divergence_factor: float = 1e3
     eval_batch_size: int = 5000
+    log_every: int = 0
 
 
 @dataclass
@@ -247,6 +250,7 @@ def validate(cfg: RunConfig) -> None:
     _positive("trainer.batch_size", t.batch_size)
     _positive("trainer.eval_batch_size", t.eval_batch_size)
     _positive("trainer.inference_steps", t.inference_steps, allow_zero=True)
+    _positive("trainer.log_every", t.log_every, allow_zero=True)
     _positive("trainer.state_lr", t.state_lr)
     _choice("trainer.state_optimizer", t.state_optimizer, STATE_OPTIMIZERS)
     _choice("trainer.inference_loop", t.inference_loop, INFERENCE_LOOPS)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from trainers.model import Params, States
-from trainers.optimizers import scale_by_lalr
+from trainers.optimizers import scale_by_lalr, scale_by_layer_trust_ratio
 
 _TINY = 1e-30
 
@@ -73,14 +73,21 @@ def state_optimizer(name: str, state_lr: jax.Array) -> optax.GradientTransformat
     that ``state_lr`` stays a traced value.
 
     ``sgd`` is the paper's v <- v - eta_v dF/dv (Eq 3 and 11); ``adam``
-    rescales each state coordinate; ``lalr`` moves every node by eta_v times
+    rescales each state coordinate; ``lars`` moves node i by
+    eta_v ||v_i|| / ||dF/dv_i|| times its gradient (You et al. 2017 with nodes
+    for layers, trust coefficient 1); ``lalr`` moves every node by eta_v times
     the harmonic mean of the nodes' gradient norms (Eq 13 to 16 with nodes
-    for layers; the norms span the whole batch, so it couples the samples).
+    for layers). The norms of ``lars`` and ``lalr`` span the whole batch, so
+    they couple the samples.
     """
     if name == "sgd":
         return optax.sgd(state_lr)
     if name == "adam":
         return optax.adam(state_lr)
+    if name == "lars":
+        return optax.chain(
+            scale_by_layer_trust_ratio(), optax.scale_by_learning_rate(state_lr)
+        )
     if name == "lalr":
         return optax.chain(scale_by_lalr(), optax.scale_by_learning_rate(state_lr))
     raise ValueError(f"trainer.state_optimizer={name!r} is not supported.")

@@ -59,8 +59,37 @@ class EpochSums(NamedTuple):
     steps: jax.Array
     state_grad_norms: jax.Array
     param_grad_norms: jax.Array
+    weight_norms: jax.Array
+    update_norms: jax.Array
     reason: jax.Array
     divergence_step: jax.Array
+
+
+class EpochStats(NamedTuple):
+    """What the jitted epoch returns besides the parameters: the sums, and
+    each batch's parameter-gradient norms and update ratios
+    ||w|| / ||Delta w||, arrays of shape (batches, layers) (NaN for batches
+    skipped after a divergence). All of it stays on the device."""
+
+    sums: EpochSums
+    grad_norms: jax.Array
+    update_ratios: jax.Array
+
+
+class BatchSeries(NamedTuple):
+    """Per-batch values, every ``trainer.log_every`` batches of an epoch.
+
+    ``steps`` holds the global batch indices, shape (n,); ``values`` maps
+    each metric name (``batch/...``, see ``trainers.metrics``) to an array of
+    shape (n,). Batches skipped after a divergence are left out.
+    """
+
+    steps: np.ndarray
+    values: dict[str, np.ndarray]
+
+
+BatchCallback = Callable[[int, BatchSeries], None]
+"""Called after each epoch, before ``Callback``, with (epoch, series)."""
 
 
 class RunResult(NamedTuple):
@@ -85,6 +114,8 @@ def _zero_sums(net: MLP, dtype) -> EpochSums:
         steps=jnp.zeros((), jnp.int32),
         state_grad_norms=jnp.zeros((len(net.state_groups),), dtype),
         param_grad_norms=jnp.zeros((net.num_layers,), dtype),
+        weight_norms=jnp.zeros((net.num_layers,), dtype),
+        update_norms=jnp.zeros((net.num_layers,), dtype),
         reason=jnp.array(NOT_DIVERGED, jnp.int32),
         divergence_step=jnp.array(-1, jnp.int32),
     )
@@ -201,6 +232,8 @@ def make_train_step(
             steps=steps,
             state_grad_norms=state_norms,
             param_grad_norms=layer_norms(grads),
+            weight_norms=layer_norms(params),
+            update_norms=layer_norms(updates),
             reason=reason,
         )
         return keep(new_params, params), keep(new_opt_state, opt_state), stats
@@ -224,6 +257,8 @@ def compiled_epoch(
 
     The optimizer is rebuilt from its name alone: its numbers live in the
     optimizer state (``optax.inject_hyperparams``), which is an input.
+
+    Returns ``(params, opt_state, stats)``, ``stats`` an :class:`EpochStats`.
     """
     tx = make_optimizer(OptimizerConfig(name=optimizer_name))
     step = make_train_step(net, energy, tx, state_optimizer, fixed_steps)
@@ -239,6 +274,8 @@ def compiled_epoch(
             steps=sums.steps + s["steps"],
             state_grad_norms=sums.state_grad_norms + s["state_grad_norms"],
             param_grad_norms=sums.param_grad_norms + s["param_grad_norms"],
+            weight_norms=sums.weight_norms + s["weight_norms"],
+            update_norms=sums.update_norms + s["update_norms"],
             reason=s["reason"],
             divergence_step=jnp.where(diverged, index, -1).astype(jnp.int32),
         )
@@ -256,24 +293,24 @@ def compiled_epoch(
                 batch_key = jax.random.fold_in(augment_key, index)
                 batch = crop_and_flip(batch_key, batch, *augment)
             params, opt_state, s = step(params, opt_state, batch, y[idx], hyper)
-            return params, opt_state, accumulate(sums, s, index)
+            ratio = s["weight_norms"] / s["update_norms"]
+            series = (s["param_grad_norms"], ratio)
+            return (params, opt_state, accumulate(sums, s, index)), series
+
+        def skip(carry, *_):
+            blank = jnp.full((net.num_layers,), jnp.nan, x.dtype)
+            return carry, (blank, blank)
 
         def body(carry, inputs):
             idx, i = inputs
-            carry = jax.lax.cond(
-                carry[2].reason != NOT_DIVERGED,
-                lambda c, *_: c,
-                run,
-                carry,
-                idx,
-                first_step + i,
+            return jax.lax.cond(
+                carry[2].reason != NOT_DIVERGED, skip, run, carry, idx, first_step + i
             )
-            return carry, None
 
         init = (params, opt_state, _zero_sums(net, x.dtype))
         indices = jnp.arange(num_batches, dtype=jnp.int32)
-        (params, opt_state, sums), _ = jax.lax.scan(body, init, (order, indices))
-        return params, opt_state, sums
+        (params, opt_state, sums), series = jax.lax.scan(body, init, (order, indices))
+        return params, opt_state, EpochStats(sums, *series)
 
     return jax.jit(epoch, donate_argnums=(0, 1))
 
@@ -309,7 +346,28 @@ def _epoch_metrics(sums: EpochSums, batch_size: int) -> dict[str, float]:
         out[m.state_grad_norm(i)] = float(v)
     for i, v in enumerate(np.asarray(s.param_grad_norms) / n, start=1):
         out[m.param_grad_norm(i)] = float(v)
+    grads, weights = np.asarray(s.param_grad_norms), np.asarray(s.weight_norms)
+    moves = np.asarray(s.update_norms)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios, rates = weights / moves, moves / grads
+    for i, (ratio, rate) in enumerate(zip(ratios, rates), start=1):
+        out[m.update_ratio(i)] = float(ratio)
+        out[m.effective_lr(i)] = float(rate)
     return out
+
+
+def batch_series(stats: EpochStats, first_step: int, every: int) -> BatchSeries:
+    """The batches of one epoch whose global index is a multiple of
+    ``every``, as a :class:`BatchSeries` (one host transfer per epoch)."""
+    grads, ratios = jax.device_get((stats.grad_norms, stats.update_ratios))
+    grads, ratios = np.asarray(grads), np.asarray(ratios)
+    steps = first_step + np.arange(len(grads))
+    keep = (steps % every == 0) & np.all(np.isfinite(grads), axis=1)
+    values = {}
+    for i in range(grads.shape[1]):
+        values[m.batch(m.param_grad_norm(i + 1))] = grads[keep, i]
+        values[m.batch(m.update_ratio(i + 1))] = ratios[keep, i]
+    return BatchSeries(steps[keep], values)
 
 
 def hyper_from(cfg: RunConfig) -> Hyper:
@@ -341,9 +399,14 @@ def check_fits(cfg: RunConfig, data: Splits) -> None:
 
 
 def train_and_evaluate(
-    cfg: RunConfig, data: Splits, callback: Callback | None = None
+    cfg: RunConfig,
+    data: Splits,
+    callback: Callback | None = None,
+    on_batches: BatchCallback | None = None,
 ) -> RunResult:
-    """Trains for ``cfg.trainer.epochs`` epochs, reporting to ``callback``.
+    """Trains for ``cfg.trainer.epochs`` epochs, reporting to ``callback``,
+    and, when ``cfg.trainer.log_every`` > 0, every that many batches to
+    ``on_batches``.
 
     A diverged batch ends the run after its epoch (the metrics say where);
     the returned parameters are the last finite ones.
@@ -382,16 +445,17 @@ def train_and_evaluate(
     for epoch in range(t.epochs):
         start = time.perf_counter()
         key, epoch_key = jax.random.split(key)
-        params, opt_state, sums = epoch_fn(
+        first_step = epoch * batches_per_epoch
+        params, opt_state, stats = epoch_fn(
             params,
             opt_state,
             train_x,
             train_y,
             epoch_key,
             hyper,
-            jnp.asarray(epoch * batches_per_epoch, jnp.int32),
+            jnp.asarray(first_step, jnp.int32),
         )
-        row = _epoch_metrics(sums, t.batch_size)
+        row = _epoch_metrics(stats.sums, t.batch_size)
         row[m.VAL_ACCURACY] = accuracy(
             net, params, data.val_x, data.val_y, t.eval_batch_size
         )
@@ -409,13 +473,15 @@ def train_and_evaluate(
         )
 
         # Reporting: divergence ends the run; the callback may end it too.
-        reason = int(sums.reason)
+        reason = int(stats.sums.reason)
         if reason != NOT_DIVERGED:
             divergence = (
                 f"{DIVERGENCE_REASONS[reason]} at step "
                 f"{int(row[m.DIVERGENCE_STEP])} (epoch {epoch + 1})"
             )
             log.warning("Run diverged: %s", divergence)
+        if on_batches is not None and t.log_every > 0:
+            on_batches(epoch + 1, batch_series(stats, first_step, t.log_every))
         if callback is not None and callback(epoch + 1, row):
             stopped = True
         if divergence or stopped:
