@@ -1,4 +1,4 @@
-"""Figures of an optimizer comparison, after Chen et al. 2025, Fig 2 and Fig 6.
+"""Figures of an optimizer comparison, after Chen et al. 2025, Fig 2, 4 and 6.
 
 Each function reads the ``runs`` and ``history`` tables described in
 :mod:`analysis.stats` and returns a :class:`Plot`: a matplotlib figure, or
@@ -167,6 +167,48 @@ def gradient_norm_figure(
     _finish(fig, panels, colors, f"||dF/dtheta||, layer {layer}")
     fig.suptitle(f"Weight-gradient norm of layer {layer}, mean over seeds")
     return Plot(fig)
+
+
+def state_grad_norm_figure(runs: pd.DataFrame, history: pd.DataFrame) -> Plot:
+    """The mean norm of dF/dv during inference per hidden node, in the manner
+    of Chen et al. 2025, Fig 4 (which compares HPC and BiPC by depth).
+
+    From ``state_grad_norm/node_<i>``: each run's value at its last logged
+    epoch, then the median over seeds, one line per optimizer on a log axis;
+    the panels of one setting share the y axis, so energies compare across
+    a row.
+    """
+    keys = _node_keys(history)
+    if runs.empty or not keys:
+        return Plot(None, _missing(m.STATE_GRAD_NORM, "depth (Fig 4)"))
+
+    rows = _labelled(runs, history, keys.values())
+    rows["node"] = rows["key"].map({key: node for node, key in keys.items()})
+    last = rows.sort_values("step").groupby([*stats.GROUP, "run_id", "node"])
+    norm = last["value"].last().groupby([*stats.GROUP, "node"]).median()
+
+    fig, panels = _panels(runs)
+    colors = optimizer_colors(runs)
+    for (setting, energy, optimizer), line in norm.groupby(list(stats.GROUP)):
+        nodes = line.index.get_level_values("node")
+        ax = panels[setting, energy]
+        ax.plot(nodes, line.values, marker="o", color=colors[optimizer])
+    for ax in panels.values():
+        ax.set(xlabel="hidden node (depth from the input)", yscale="log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _finish(fig, panels, colors, "mean ||dF/dv||")
+    fig.suptitle("Inference-gradient norm per node, last epoch, median over seeds")
+    return Plot(fig)
+
+
+def _node_keys(history: pd.DataFrame) -> dict[int, str]:
+    head = m.STATE_GRAD_NORM.split("{")[0]
+    found = {
+        int(key[len(head) :]): key
+        for key in history["key"].unique()
+        if key.startswith(head) and key[len(head) :].isdigit()
+    }
+    return dict(sorted(found.items()))
 
 
 def stability_bars(table: pd.DataFrame) -> Plot:

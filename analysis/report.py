@@ -35,14 +35,15 @@ class Section:
     """One part of the report: a heading, a paragraph of ``text``, then the
     ``tables`` and ``figures`` by caption, then ``notes``.
 
-    A figure may be a matplotlib ``Figure`` or a :class:`analysis.figures.Plot`;
-    a ``Plot`` without a figure shows its note in place of the image.
+    A figure may be a matplotlib ``Figure``, a :class:`analysis.figures.Plot`
+    or the path of a PNG file (embedded as it is); a ``Plot`` without a figure
+    shows its note in place of the image.
     """
 
     heading: str
     text: str = ""
     tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
-    figures: Mapping[str, Figure | Plot] = field(default_factory=dict)
+    figures: Mapping[str, Figure | Plot | Path] = field(default_factory=dict)
     notes: Sequence[str] = ()
 
 
@@ -140,12 +141,18 @@ def _section(section: Section) -> str:
     return "\n".join(parts)
 
 
-def _figure(caption: str, item: Figure | Plot) -> str:
+def _figure(caption: str, item: Figure | Plot | Path) -> str:
+    if isinstance(item, Path):
+        return _image(caption, item.read_bytes(), "")
     plot = item if isinstance(item, Plot) else Plot(item)
     note = _paragraph(plot.note, "note") if plot.note else ""
     if plot.figure is None:
         return f"<h3>{html.escape(caption)}</h3>\n{note}"
-    data = base64.b64encode(figure_png(plot.figure)).decode("ascii")
+    return _image(caption, figure_png(plot.figure), note)
+
+
+def _image(caption: str, png: bytes, note: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
     return (
         f"<figure><img alt='{html.escape(caption, quote=True)}' "
         f"src='data:image/png;base64,{data}'>"

@@ -34,8 +34,8 @@ from scipy import stats
 from trainers import metrics as m
 
 GROUP = ("setting", "energy", "optimizer")
-BATCH = "batch/"
-UPDATE_RATIO = "update_ratio/layer_{}"
+BATCH = m.BATCH
+UPDATE_RATIO = m.UPDATE_RATIO
 _LAYER = re.compile(r"layer_(\d+)$")
 
 

@@ -2,12 +2,14 @@
 
 ``conf/study.yaml`` composes into :class:`StudyRunConfig`. The search space
 lives in ``conf/study/*.yaml`` as :class:`SearchSpace`; the known-good first
-trial as :class:`Baseline`.
+trial as :class:`Baseline`. A comparison of optimizers
+(``+experiment=optimizer_comparison``) adds a :class:`ComparisonConfig`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from trainers.config import ConfigError, OptimizerConfig, RunConfig, TrackingConfig
 
@@ -63,6 +65,44 @@ class StudyConfig:
 
 
 @dataclass
+class SettingConfig:
+    """One row of a comparison's grid: the model (a file of ``conf/model``),
+    the seeds, and run-config overrides in dotted keys (applied last, over
+    the optimizers' hyperparameters), with a sentence for the report."""
+
+    model: str = "mlp"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    overrides: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass
+class ComparisonConfig:
+    """Energies (files of ``conf/energy``) x optimizers (keys of
+    ``optimizers``) x settings x seeds, on a fixed budget; see
+    ``study.comparison``.
+
+    ``given`` maps an optimizer to dotted run-config overrides (its
+    ``optimizer.lr`` and whatever else it needs); ``from_study`` maps an
+    energy to the Optuna study (in ``study.storage``) whose best trial per
+    optimizer replaces them. The runs go to the MLflow experiment
+    ``experiment``; the tables, figures and report to ``out_dir``. Accuracy
+    differences are taken against ``baseline``; the Fig 6 view shows the
+    gradient norm of layer ``block``."""
+
+    experiment: str = "optimizer-comparison"
+    energies: list[str] = field(default_factory=lambda: ["hpc", "bipc"])
+    optimizers: list[str] = field(default_factory=lambda: ["adam", "lars", "lalr"])
+    settings: dict[str, SettingConfig] = field(default_factory=dict)
+    given: dict[str, dict[str, Any]] = field(default_factory=dict)
+    from_study: dict[str, str] = field(default_factory=dict)
+    out_dir: str = "reports/optimizer-comparison"
+    baseline: str = "adam"
+    block: int = 1
+    analyze: bool = True
+
+
+@dataclass
 class StudyRunConfig(RunConfig):
     """``optimizer`` is what ``optimizer=<name>`` fixed, or null when the
     study searches over ``study.space.optimizer_lr``'s optimizers, whose
@@ -72,6 +112,7 @@ class StudyRunConfig(RunConfig):
     optimizers: dict[str, OptimizerConfig] = field(default_factory=dict)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
+    comparison: ComparisonConfig | None = None
 
 
 def _check_range(option: str, r, *, positive: bool) -> None:

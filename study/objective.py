@@ -77,7 +77,9 @@ class Objective:
         def log_batches(epoch: int, series: BatchSeries) -> None:
             self.tracker.log_series(run_id, series.values, series.steps)
 
-        result = train_and_evaluate(run_cfg, self.data, report, log_batches)
+        result = train_and_evaluate(
+            run_cfg, self.data, callback=report, on_batches=log_batches
+        )
         final = result.final
         trial.set_user_attr(m.TEST_ACCURACY, final[m.TEST_ACCURACY])
         trial.set_user_attr("epochs_run", len(result.history))

@@ -91,7 +91,7 @@ def test_ctrl_c_marks_the_running_trial_failed_everywhere(
 
     real = objective.train_and_evaluate
 
-    def interrupted(cfg, data, callback=None):
+    def interrupted(cfg, data, callback=None, on_batches=None):
         def press_ctrl_c(epoch, row):
             callback(epoch, row)
             raise KeyboardInterrupt
