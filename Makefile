@@ -3,8 +3,9 @@
 #   make test    run the test suite
 #   make ui      serve the MLflow UI on 127.0.0.1
 #   make plots   export plots and a table for the latest study (STUDY=name for another)
-#   make bench   check the PyTorch reference against ours, then time the libraries
-#                (BENCH_ARGS="--epochs 1 --max-batches 20" for a short run)
+#   make bench   check the PyTorch reference and the libraries against ours, then
+#                time everything side by side (about 90 min; a short run:
+#                BENCH_ARGS="--rounds 2 --epochs 2 --max-batches 20 --trials 2")
 #   make bench-envs  set up the virtualenvs of the other libraries (benchmarks/.envs)
 # Extra Hydra overrides go in ARGS, e.g. make study ARGS="energy=hpc study.n_trials=4".
 
@@ -62,25 +63,12 @@ $(VENV)/.bench-installed: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	touch $@
 
-# The parity checks come first: timings of code that computes something
-# else would mean nothing. parity.py compares the torch reference with ours
-# and saves our HPC step, against which each library checks its own step.
-# Libraries whose env is missing are skipped (make bench-envs).
-BENCH_REF := $(BENCH_ENVS)/reference.npz
+# benchmarks/run.py runs the parity checks first (timings of code that
+# computes something else would mean nothing), then every system interleaved
+# over BENCH_ARGS rounds and prints the table of medians. Libraries whose env
+# is missing are skipped (make bench-envs).
 bench: $(VENV)/.bench-installed
-	$(BIN)/python benchmarks/parity.py --save-reference $(BENCH_REF)
-	@for lib in pcx fabricpc; do \
-	  if [ -x $(BENCH_ENVS)/$$lib/bin/python ]; then \
-	    $(BENCH_ENVS)/$$lib/bin/python benchmarks/$${lib}_mlp.py --check $(BENCH_REF) || exit 1; \
-	  fi; \
-	done
-	$(BIN)/python benchmarks/ours_mlp.py $(BENCH_ARGS)
-	$(BIN)/python benchmarks/torch_ref.py $(BENCH_ARGS)
-	@for lib in pcx fabricpc; do \
-	  if [ -x $(BENCH_ENVS)/$$lib/bin/python ]; then \
-	    $(BENCH_ENVS)/$$lib/bin/python benchmarks/$${lib}_mlp.py $(BENCH_ARGS); \
-	  else echo "skipping $$lib: no $(BENCH_ENVS)/$$lib (make bench-envs)"; fi; \
-	done
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 bench-envs:
 	bash benchmarks/envs.sh

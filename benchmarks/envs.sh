@@ -3,7 +3,8 @@
 # benchmarks/.envs/ (ignored by git), so that none of them touches .venv:
 #
 #   benchmarks/.envs/pcx         pcx 0.6.3 beside JAX 0.10.2
-#   benchmarks/.envs/fabricpc    FabricPC 0.6.0 with JAX 0.10.2
+#   benchmarks/.envs/fabricpc    FabricPC 0.6.0 with JAX 0.10.2, and the Optuna of
+#                                the platform for FabricPC's own tuner
 #   benchmarks/.envs/pcx-pinned  pcx 0.6.3 with its own pins (PCX_PINNED=1 only)
 #
 # pcx 0.6.3 requires jax<0.5 and equinox<0.12; with those pins (JAX 0.4.38)
@@ -28,7 +29,7 @@ bin=$(make_env pcx)
 "$bin/python" -c "import jax, pcx, pcx.predictive_coding; print('pcx ready, jax', jax.__version__)"
 
 bin=$(make_env fabricpc)
-"$bin/pip" install --quiet "${jax[@]}" fabricpc==0.6.0
+"$bin/pip" install --quiet "${jax[@]}" fabricpc==0.6.0 optuna==5.1.0
 "$bin/python" -c "import jax, fabricpc; print('fabricpc', fabricpc.__version__, 'ready, jax', jax.__version__)"
 
 if [ "${PCX_PINNED:-0}" = 1 ]; then

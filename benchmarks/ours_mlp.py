@@ -1,9 +1,9 @@
-"""The platform's HPC MLP, timed the same way as the other libraries.
+"""The platform's HPC or BiPC MLP, timed the same way as the other libraries.
 
 It runs the platform's own jitted epoch (``trainers.train.compiled_epoch``:
-one ``lax.scan`` over the batches of device-resident data) with the HPC
-energy of ``conf/energy/hpc.yaml`` and the settings of ``cli.py``, on the
-same 55,000 training images:
+one ``lax.scan`` over the batches of device-resident data) with the energy
+of ``conf/energy/hpc.yaml`` (or ``bipc.yaml`` with ``--energy bipc``) and the
+settings of ``cli.py``, on the same 55,000 training images:
 
     .venv/bin/python benchmarks/ours_mlp.py --epochs 2
 
@@ -11,7 +11,8 @@ Inference takes exactly ``--inference-steps`` steps (``lax.scan``), as the
 other libraries do; ``--while-loop`` uses the platform's default loop
 instead, which stops once the energy's relative change falls under the
 convergence threshold. ``--max-batches`` cuts the training set to that many
-batches (the epoch is one scan over it).
+batches (the epoch is one scan over it). ``--matmul`` then also times the
+matrix products of one epoch alone (``work.py``) and prints a ``work`` line.
 """
 
 from __future__ import annotations
@@ -30,19 +31,24 @@ from trainers.train import accuracy, compiled_epoch, hyper_from
 
 import cli
 import fashion_mnist
+import work
 
-HPC = Path(__file__).resolve().parent.parent / "conf" / "energy" / "hpc.yaml"
+ENERGIES = Path(__file__).resolve().parent.parent / "conf" / "energy"
 
 
 def main() -> None:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--while-loop", action="store_true")
+    p.add_argument("--energy", choices=["hpc", "bipc"], default="hpc")
+    p.add_argument("--matmul", action="store_true", help="time the products alone")
     args = p.parse_args()
     data = fashion_mnist.load(args.data_dir)
     n = None if args.max_batches is None else args.max_batches * args.batch_size
 
     cfg = RunConfig(
-        energy=EnergyConfig(**OmegaConf.to_container(OmegaConf.load(HPC))),
+        energy=EnergyConfig(
+            **OmegaConf.to_container(OmegaConf.load(ENERGIES / f"{args.energy}.yaml"))
+        ),
         optimizer=OptimizerConfig(name="adam", lr=args.lr),
         trainer=TrainerConfig(
             batch_size=args.batch_size,
@@ -77,13 +83,25 @@ def main() -> None:
         state.update(params=params, opt=opt)
         return batches
 
+    library = "ebll-studies" if args.energy == "hpc" else "ebll-studies-bipc"
     cli.run_epochs(
-        "ebll-studies",
+        library,
         args,
         data,
         train_epoch,
         lambda: accuracy(net, state["params"], data.test_x, data.test_y, 5000),
     )
+    if args.matmul:
+        prods = work.products(net.sizes, args.energy)
+        shape = (prods, args.batch_size, args.inference_steps)
+        flop = batches * work.flop_per_batch(*shape)
+        seconds = work.matmul_program(*shape)
+        cli.emit(
+            library=library,
+            event="work",
+            flop_per_epoch=flop,
+            matmul_seconds=round(seconds(batches), 4),
+        )
 
 
 if __name__ == "__main__":
