@@ -10,7 +10,8 @@ settings of ``cli.py``, on the same 55,000 training images:
 Inference takes exactly ``--inference-steps`` steps (``lax.scan``), as the
 other libraries do; ``--while-loop`` uses the platform's default loop
 instead, which stops once the energy's relative change falls under the
-convergence threshold. ``--max-batches`` cuts the training set to that many
+convergence threshold (an ``inference`` line then gives the mean number of
+steps it took in the last epoch). ``--max-batches`` cuts the training set to that many
 batches (the epoch is one scan over it). ``--matmul`` then also times the
 matrix products of one epoch alone (``work.py``) and prints a ``work`` line.
 """
@@ -70,7 +71,7 @@ def main() -> None:
 
     def train_epoch(epoch: int) -> int:
         step = jnp.asarray((epoch - 1) * batches, jnp.int32)
-        params, opt, sums = epoch_fn(
+        params, opt, stats = epoch_fn(
             state["params"],
             state["opt"],
             x,
@@ -79,8 +80,8 @@ def main() -> None:
             hyper_from(cfg),
             step,
         )
-        jax.block_until_ready((params, sums))
-        state.update(params=params, opt=opt)
+        jax.block_until_ready((params, stats))
+        state.update(params=params, opt=opt, steps=stats.sums.steps)
         return batches
 
     library = "ebll-studies" if args.energy == "hpc" else "ebll-studies-bipc"
@@ -90,6 +91,11 @@ def main() -> None:
         data,
         train_epoch,
         lambda: accuracy(net, state["params"], data.test_x, data.test_y, 5000),
+    )
+    cli.emit(
+        library=library,
+        event="inference",
+        mean_steps=round(float(state["steps"]) / batches, 3),
     )
     if args.matmul:
         prods = work.products(net.sizes, args.energy)

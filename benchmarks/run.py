@@ -158,13 +158,15 @@ def summarize_run(system: System, lines: list[dict], peak_mib: float) -> dict:
         row["epochs"] = len(epochs)
         sizes = (784, system.width, system.width, 10)
         setup = next(x for x in lines if x.get("event") == "setup")
+        steps = setup["inference_steps"]
+        for x in lines:
+            if x.get("event") == "inference":
+                steps = x["mean_steps"]
         per_batch = work.flop_per_batch(
-            work.products(sizes, system.energy),
-            setup["batch_size"],
-            setup["inference_steps"],
+            work.products(sizes, system.energy), setup["batch_size"], steps
         )
         row["flop"] = per_batch * row["batches"]
-        row["inference_steps"] = setup["inference_steps"]
+        row["inference_steps"] = steps
     for x in lines:
         if x.get("event") == "work":
             row["matmul_seconds"] = x["matmul_seconds"]
@@ -233,7 +235,7 @@ def table(results: dict[str, list[dict]]) -> dict[str, dict]:
         )
         share = m["logging_share"] and 100 * m["logging_share"]
         print(
-            f"{name:<15}{m['runs']:>5}{fmt(m['inference_steps'], '.0f'):>6}"
+            f"{name:<15}{m['runs']:>5}{fmt(m['inference_steps'], '.4g'):>6}"
             f"{fmt(m['batches'], '.0f'):>8}{fmt(m['seconds'], '.2f'):>9}"
             f"{fmt(m['accuracy'], '.4f'):>9}{fmt(ratio, '.2f'):>8}"
             f"{fmt(m['compile'], '.2f'):>10}{fmt(rate, '.1f'):>9}{fmt(mm, '.1f'):>15}"
