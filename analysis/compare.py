@@ -17,7 +17,8 @@ optimizer, seed) was run more than once, the latest run counts.
   ``grad_norm_layer_<k>`` (Fig 6), ``state_grad_norm`` (the depth view of
   Fig 4, from these runs), ``stability``, each as PNG, SVG and PDF;
 - ``optuna/<study>/``: the plots of each Optuna study named;
-- ``depth/``: the depth experiment's own plot, when its experiment exists;
+- ``depth/<experiment>/``: the plots of the depth experiments
+  (``depth-recurrent``, ``depth-mlp``) that exist in the store;
 - ``report.html``: all of it in one self-contained page.
 """
 
@@ -284,7 +285,7 @@ def _study_section(
         for name, paths in study_plots.items()
         for path in paths
     }
-    images |= {f"depth experiment: {path.name}": path for path in extra}
+    images |= {f"{path.parent.name}: {path.name}": path for path in extra}
     text = (
         f"Optuna studies plotted: {', '.join(studies)}."
         if studies
@@ -317,17 +318,25 @@ def export_comparison(cfg: DictConfig) -> list[Path]:
     return exported.written
 
 
+DEPTH_EXPERIMENTS = ("depth-recurrent", "depth-mlp")
+
+
 def _depth_figures(
-    client: MlflowClient, out_dir: Path, experiment: str = "depth-mlp"
+    client: MlflowClient, out_dir: Path, experiments: Sequence[str] = DEPTH_EXPERIMENTS
 ) -> tuple[list[Path], list[str]]:
-    """The depth experiment's plot (``analysis.depth``), when it was run."""
+    """The plots of the depth experiments (``analysis.depth``) that were run,
+    each into ``out_dir/<experiment>``; a note for each that was not."""
     from analysis import depth
 
-    try:
-        written = depth.export(client, experiment, out_dir)
-    except StudyNotFoundError as err:
-        return [], [f"Fig 4 depth experiment not shown: {err}"]
-    return [p for p in written if p.suffix == ".png"], []
+    figures_, notes = [], []
+    for experiment in experiments:
+        try:
+            written = depth.export(client, experiment, out_dir / experiment)
+        except StudyNotFoundError as err:
+            notes.append(f"Fig 4 depth experiment not shown: {err}")
+            continue
+        figures_ += [p for p in written if p.suffix == ".png"]
+    return figures_, notes
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="compare")

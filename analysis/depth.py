@@ -2,10 +2,16 @@
 norms by depth, in the manner of Chen et al. 2025, Fig 4.
 
 Reads every finished run of an MLflow experiment (by default ``depth-mlp``,
-which ``conf/experiment/depth_mlp.yaml`` fills), takes each hidden node's
-mean norm of dF/dv during inference (``state_grad_norm/node_<i>``, last
-epoch) and plots it against the node's depth, one line per energy. Writes
-``depth.png`` and ``depth.csv`` into ``<out_dir>/<experiment>/``.
+which ``conf/experiment/depth_mlp.yaml`` fills; ``depth-recurrent`` is the
+skip connection recurrent network of ``conf/experiment/depth_recurrent.yaml``),
+takes each hidden node's mean norm of dF/dv during inference
+(``state_grad_norm/node_<i>``, last epoch, averaged over the time steps of
+an unrolled node) and plots it against the node's depth. As in Fig 4 there
+is one panel per energy and one line per connection variant
+(``model.connections``: feedforward only, with recurrent connections, with
+recurrent and skip connections); runs of the same energy and variant (seeds)
+are averaged. Writes ``depth.png`` and ``depth.csv`` (one row per run and
+node) into ``<out_dir>/<experiment>/``.
 """
 
 from __future__ import annotations
@@ -36,19 +42,46 @@ def energy_label(params: dict[str, str]) -> str:
     return name
 
 
+# The edge kinds that tell Fig 4's variants apart, in its order.
+_VARIANTS = (
+    "feedforward only",
+    "forward + recurrent",
+    "forward + recurrent + skip",
+)
+
+
+def variant_label(params: dict[str, str]) -> str:
+    """The connection variant of a run: which of the recurrent, skip and
+    internal edges of its model it kept (``model.connections``, logged as
+    ``"['forward', 'recurrent']"``). An MLP is feedforward only."""
+    if params.get("model.name", "mlp") == "mlp":
+        return _VARIANTS[0]
+    edges = params.get("model.edges", "")
+    kept = params.get("model.connections", "")
+    kinds = [
+        kind
+        for kind in ("recurrent", "skip", "internal")
+        if f"'{kind}'" in kept and f"'kind': '{kind}'" in edges
+    ]
+    return " + ".join(["forward", *kinds]) if kinds else _VARIANTS[0]
+
+
 def depth_table(client: MlflowClient, experiment: str) -> pd.DataFrame:
     """One row per (run, node): energy, node index and gradient norm."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
+        conf = experiment.replace("-", "_")
         raise StudyNotFoundError(
-            f"experiment={experiment!r} is not in the store: run "
-            "`python -m trainers -m +experiment=depth_mlp energy=hpc,bipc,bipc_eq9`."
+            f"experiment={experiment!r} is not in the store: run the sweep that "
+            f"conf/experiment/{conf}.yaml describes (`python -m trainers -m "
+            f"+experiment={conf} energy=hpc,bipc,bipc_eq9 ...`)."
         )
     runs = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'")
     rows = [
         {
             "run_id": run.info.run_id,
             "energy": energy_label(run.data.params),
+            "variant": variant_label(run.data.params),
             "node": int(key.removeprefix(_PREFIX)),
             "grad_norm": value,
         }
@@ -58,23 +91,36 @@ def depth_table(client: MlflowClient, experiment: str) -> pd.DataFrame:
     ]
     if not rows:
         raise StudyNotFoundError(f"experiment={experiment!r} has no finished runs.")
-    return pd.DataFrame(rows).sort_values(["energy", "node"]).reset_index(drop=True)
+    table = pd.DataFrame(rows)
+    return table.sort_values(["energy", "variant", "node"]).reset_index(drop=True)
 
 
 def plot_depth(table: pd.DataFrame, title: str, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for energy, rows in table.groupby("energy"):
-        mean = rows.groupby("node")["grad_norm"].mean()
-        ax.plot(mean.index, mean.values, marker="o", label=energy)
-    ax.set(
-        xlabel="hidden node (depth from the input)",
-        ylabel="mean norm of dF/dv during inference",
-        yscale="log",
-        title=title,
+    """One panel per energy (Fig 4's top, middle and bottom), one line per
+    connection variant, on a shared logarithmic axis."""
+    energies = sorted(table["energy"].unique())
+    variants = [v for v in _VARIANTS if v in set(table["variant"])]
+    variants += sorted(set(table["variant"]) - set(variants))
+    fig, axes = plt.subplots(
+        len(energies),
+        1,
+        figsize=(6.5, 2.6 * len(energies) + 0.6),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
     )
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    ax.legend()
+    for ax, energy in zip(axes[:, 0], energies):
+        rows = table[table["energy"] == energy]
+        for variant in variants:
+            mean = rows[rows["variant"] == variant].groupby("node")["grad_norm"].mean()
+            if len(mean):
+                ax.plot(mean.index, mean.values, marker="o", label=variant)
+        ax.set(ylabel="mean |dF/dv|", yscale="log", title=energy)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    axes[-1, 0].set_xlabel("hidden node (depth from the input)")
+    axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

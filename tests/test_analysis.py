@@ -136,6 +136,25 @@ def test_depth_export_plots_every_energy_by_node(small_fashion, tmp_path):
     assert (table["grad_norm"] > 0).all()
 
 
+def test_depth_variant_names_the_kept_connections():
+    from analysis.depth import variant_label
+
+    edges = str([{"kind": "forward"}, {"kind": "recurrent"}, {"kind": "skip"}])
+    graph = {"model.name": "recurrent_simple", "model.edges": edges}
+    everything = "['forward', 'skip', 'recurrent', 'internal']"
+    assert variant_label({"model.name": "mlp"}) == "feedforward only"
+    assert variant_label(graph | {"model.connections": "['forward']"}) == (
+        "feedforward only"
+    )
+    assert variant_label(graph | {"model.connections": "['forward', 'recurrent']"}) == (
+        "forward + recurrent"
+    )
+    # internal is kept but the model has no internal edge: not named
+    assert variant_label(graph | {"model.connections": everything}) == (
+        "forward + recurrent + skip"
+    )
+
+
 def test_plots_command_exports_a_named_study(finished_study, tmp_path):
     cfg, summary = finished_study
     out = subprocess.run(
