@@ -303,8 +303,23 @@ def export_comparison(cfg: DictConfig) -> list[Path]:
         name: optuna.load_study(study_name=name, storage=cfg.study.storage)
         for name in dict.fromkeys(c.from_study.values())
     }
+    missing = []
+    for name in c.studies:
+        if name in studies:
+            continue
+        try:
+            studies[name] = optuna.load_study(
+                study_name=name, storage=cfg.study.storage
+            )
+        except KeyError:
+            missing.append(name)
     out_dir = Path(c.out_dir)
     extra, notes = _depth_figures(client, out_dir / "depth")
+    notes += [
+        f"Optuna study {name!r} (comparison.studies) is not in "
+        f"{cfg.study.storage}: run it first (the default study: make study)."
+        for name in missing
+    ]
     exported = export(
         load_comparison(client, c.experiment),
         out_dir,

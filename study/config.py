@@ -85,7 +85,9 @@ class ComparisonConfig:
     ``given`` maps an optimizer to dotted run-config overrides (its
     ``optimizer.lr`` and whatever else it needs); ``from_study`` maps an
     energy to the Optuna study (in ``study.storage``) whose best trial per
-    optimizer replaces them. The runs go to the MLflow experiment
+    optimizer replaces them; the plots of those studies and of ``studies``
+    (names in ``study.storage``; one not there is noted in the report, not
+    an error) go into the report. The runs go to the MLflow experiment
     ``experiment``; the tables, figures and report to ``out_dir``. Accuracy
     differences are taken against ``baseline``; the Fig 6 view shows the
     gradient norm of layer ``block``."""
@@ -96,6 +98,7 @@ class ComparisonConfig:
     settings: dict[str, SettingConfig] = field(default_factory=dict)
     given: dict[str, dict[str, Any]] = field(default_factory=dict)
     from_study: dict[str, str] = field(default_factory=dict)
+    studies: list[str] = field(default_factory=list)
     out_dir: str = "reports/optimizer-comparison"
     baseline: str = "adam"
     block: int = 1

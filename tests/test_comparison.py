@@ -208,7 +208,22 @@ def _check_file(path):
 
 @pytest.mark.data
 def test_a_tiny_comparison_end_to_end(compose_comparison, fashion, tmp_path):
-    cfg = compose_comparison(*TINY)
+    # An earlier study to plot, and one named that does not exist.
+    study = optuna.create_study(
+        study_name="searched",
+        storage=f"sqlite:///{tmp_path}/optuna.db",
+        direction="maximize",
+    )
+    for lr, state_lr in [(1e-3, 0.01), (3e-3, 0.03), (1e-2, 0.02)]:
+        study.enqueue_trial({"optimizer": "adam", "lr_adam": lr, "state_lr": state_lr})
+
+    def objective(trial):
+        trial.suggest_categorical("optimizer", ["adam"])
+        lr = trial.suggest_float("lr_adam", 1e-5, 1.0, log=True)
+        return lr * trial.suggest_float("state_lr", 1e-3, 1.0, log=True)
+
+    study.optimize(objective, n_trials=3)
+    cfg = compose_comparison(*TINY, "comparison.studies=[searched,absent]")
     outcome = comparison.run_comparison(cfg)
     assert (outcome.ran, outcome.skipped, outcome.interrupted) == (12, 0, False)
 
@@ -228,6 +243,9 @@ def test_a_tiny_comparison_end_to_end(compose_comparison, fashion, tmp_path):
         assert path.relative_to(out).as_posix() in page
     assert len(re.findall(r"src='data:image/png;base64,", page)) >= len(figures)
     assert "256 training images" in page and "seeds 0, 1" in page
+    plotted = [p for p in outcome.written if p.parent == out / "optuna" / "searched"]
+    assert {p.suffix for p in plotted} == {f".{x}" for x in FORMATS}
+    assert "Optuna study &#x27;absent&#x27; (comparison.studies) is not in" in page
 
     table = pd.read_csv(out / "accuracy.csv")
     assert list(table["setting"]) == ["mlp", "mlp"]
