@@ -1,4 +1,5 @@
-r"""A PyTorch reference of the platform's predictive-coding MLP.
+r"""A PyTorch reference of the platform's predictive-coding MLP and of the
+hierarchical convolutional network of Chen et al. 2025, Table 1.
 
 Written as a PyTorch user would write it: eager mode, ``nn.Linear`` layers,
 autograd for both dF/dv and dF/dtheta. It follows ``trainers`` exactly so
@@ -6,7 +7,13 @@ that ``parity.py`` can compare the two and the timing compares like with
 like:
 
 * states are post-activation values, v_i = f(v_{i-1} W_i + b_i) after a
-  forward pass, and the logits are read from the top state v_L;
+  forward pass, and the logits are read from the top state v_L; in the
+  convolutional network (:class:`Chain`, built from
+  ``conf/model/hierarchical.yaml``) each W_i is an edge, a convolution
+  (zero padding that keeps the size, as Flax's ``SAME``), then maybe a
+  max-pooling, a flattening and dense layers, and its transpose is the
+  transposed convolution, max-unpooling at the forward pass's maxima and the
+  transposed dense weight;
 * HPC (Chen et al. 2025, Eq 2):
   :math:`F = \tfrac12 \sum_i \|\epsilon^f_i\|^2 + \beta C`;
 * BiPC Eq 10:
@@ -21,15 +28,18 @@ like:
 Timing run on Fashion-MNIST (CPU):
 
     python benchmarks/torch_ref.py --epochs 2
+    python benchmarks/torch_ref.py --model hierarchical --width 0.0625
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import Tensor, nn
 
 import cli
@@ -61,9 +71,10 @@ class MLP(nn.Module):
         u = self.layers[i](v)
         return u if i == self.num_hidden else self.act(u)
 
-    def feedback(self, i: int, v_above: Tensor) -> Tensor:
-        """The prediction of node i from node i+1 through the transposed
-        weight of layer i, without bias; no activation on the input node."""
+    def feedback(self, i: int, v_above: Tensor, v: Tensor) -> Tensor:
+        """The prediction of node i (now at ``v``) from node i+1 through the
+        transposed weight of layer i, without bias; no activation on the
+        input node."""
         u = v_above @ self.layers[i].weight
         return u if i == 0 else self.act(u)
 
@@ -75,19 +86,131 @@ class MLP(nn.Module):
         return states, self.predict(self.num_hidden, v)
 
 
-def init_like_flax(net: MLP) -> None:
-    """Flax's ``Dense`` initialisation, as the platform's: LeCun normal
-    weights (truncated at two standard deviations) and zero biases."""
+CONF_MODEL = Path(__file__).resolve().parent.parent / "conf" / "model"
+
+
+class Chain(nn.Module):
+    """A feedforward chain of edges declared as in ``conf/model/*.yaml``
+    (the hierarchical network of Table 1): edge i maps node i to node i+1
+    through its ops (``conv``, ``maxpool``, ``flatten``, ``dense``); the
+    states are NCHW images until a ``flatten``, which flattens in NHWC order
+    as Flax does so that dense weights carry over. ``width`` scales every
+    ``features`` but the classes, rounding as the platform does."""
+
+    def __init__(self, edges, in_shape=(1, 28, 28), classes=10, width=1.0, act="tanh"):
+        super().__init__()
+        self.act = ACTIVATIONS[act]
+        self.edges = nn.ModuleList()
+        self.kinds: list[list[tuple[str, int]]] = []
+        channels, size = in_shape[0], in_shape[1:]
+        for i, edge in enumerate(edges):
+            modules, kinds = nn.ModuleList(), []
+            for op in edge["ops"]:
+                name, features = op["op"], op.get("features", 0)
+                if name in ("conv", "dense"):
+                    last = i == len(edges) - 1
+                    features = classes if last else max(1, round(features * width))
+                if name == "conv":
+                    k = op.get("kernel", 3)
+                    if op.get("stride", 1) != 1 or k % 2 == 0:
+                        raise ValueError("the reference has odd kernels, stride 1 only")
+                    modules.append(nn.Conv2d(channels, features, k, padding=k // 2))
+                    channels = features
+                elif name == "maxpool":
+                    w = op.get("window", 2)
+                    modules.append(nn.MaxPool2d(w, return_indices=True))
+                    size = tuple(s // w for s in size)
+                    kinds.append((name, w))
+                    continue
+                elif name == "flatten":
+                    modules.append(nn.Identity())
+                    kinds.append((name, 0))
+                    channels, size = channels * size[0] * size[1], ()
+                    continue
+                else:
+                    modules.append(nn.Linear(channels, features))
+                    channels = features
+                kinds.append((name, 0))
+            self.edges.append(modules)
+            self.kinds.append(kinds)
+
+    @classmethod
+    def from_config(cls, model: str = "hierarchical", width: float = 1.0) -> Chain:
+        cfg = yaml.safe_load((CONF_MODEL / f"{model}.yaml").read_text())
+        if any(e.get("kind", "forward") != "forward" for e in cfg["edges"]):
+            raise ValueError(f"model {model!r} is not a feedforward chain")
+        return cls(cfg["edges"], width=width, act=cfg.get("activation", "tanh"))
+
+    @property
+    def num_hidden(self) -> int:
+        return len(self.edges) - 1
+
+    @property
+    def layers(self) -> list[nn.Module]:
+        weighted = (nn.Conv2d, nn.Linear)
+        return [m for ops in self.edges for m in ops if isinstance(m, weighted)]
+
+    def _run_edge(self, i: int, v: Tensor) -> tuple[Tensor, list]:
+        """Edge i at ``v``, and what its transpose needs from the way up."""
+        trace = []
+        for module, (name, _) in zip(self.edges[i], self.kinds[i]):
+            if name == "maxpool":
+                trace.append(v.shape[-2:])
+                v, indices = module(v)
+                trace.append(indices)
+            elif name == "flatten":
+                trace.append(v.shape[1:])
+                v = v.permute(0, 2, 3, 1).reshape(len(v), -1)
+            else:
+                v = module(v)
+        return v, trace
+
+    def predict(self, i: int, v: Tensor) -> Tensor:
+        u = self._run_edge(i, v)[0]
+        return u if i == self.num_hidden else self.act(u)
+
+    def feedback(self, i: int, v_above: Tensor, v: Tensor) -> Tensor:
+        """Node i's prediction from node i+1 through the transpose of edge i
+        taken at node i's state ``v`` (max-pooling routes to the maxima of
+        the forward pass there); no bias; no activation on the input."""
+        trace = self._run_edge(i, v)[1]
+        u = v_above
+        for module, (name, w) in reversed(list(zip(self.edges[i], self.kinds[i]))):
+            if name == "maxpool":
+                indices, size = trace.pop(), trace.pop()
+                u = F.max_unpool2d(u, indices, w, output_size=size)
+            elif name == "flatten":
+                c, h, w_ = trace.pop()
+                u = u.reshape(len(u), h, w_, c).permute(0, 3, 1, 2)
+            elif isinstance(module, nn.Conv2d):
+                u = F.conv_transpose2d(u, module.weight, padding=module.padding)
+            else:
+                u = u @ module.weight
+        return u if i == 0 else self.act(u)
+
+    def forward(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        states, v = [], x
+        for i in range(self.num_hidden):
+            v = self.predict(i, v)
+            states.append(v)
+        return states, self.predict(self.num_hidden, v)
+
+
+def init_like_flax(net: MLP | Chain) -> None:
+    """Flax's ``Dense`` and ``Conv`` initialisation, as the platform's: LeCun
+    normal weights (truncated at two standard deviations, fan-in the
+    kernel's inputs) and zero biases."""
     with torch.no_grad():
         for layer in net.layers:
+            fan_in = layer.weight[0].numel()
             # 0.8796 is the standard deviation of a unit normal cut at +-2.
-            std = layer.in_features**-0.5 / 0.87962566103423978
+            std = fan_in**-0.5 / 0.87962566103423978
             nn.init.trunc_normal_(layer.weight, 0.0, std, -2 * std, 2 * std)
             nn.init.zeros_(layer.bias)
 
 
 def _half_sq(u: Tensor) -> Tensor:
-    return 0.5 * u.square().sum(-1)
+    return 0.5 * u.square().flatten(1).sum(-1)
 
 
 def output_loss(kind: str, logits: Tensor, labels: Tensor) -> Tensor:
@@ -98,7 +221,7 @@ def output_loss(kind: str, logits: Tensor, labels: Tensor) -> Tensor:
     return _half_sq(onehot - logits)
 
 
-def hpc_energy(net: MLP, states, x, y, beta: float, loss: str = "mse") -> Tensor:
+def hpc_energy(net: MLP | Chain, states, x, y, beta: float, loss="mse") -> Tensor:
     """Eq 2 per sample."""
     below = [x, *states[:-1]]
     internal = sum(
@@ -109,7 +232,7 @@ def hpc_energy(net: MLP, states, x, y, beta: float, loss: str = "mse") -> Tensor
 
 
 def bipc_energy(
-    net: MLP,
+    net: MLP | Chain,
     states,
     x,
     y,
@@ -122,12 +245,12 @@ def bipc_energy(
     eps_f = [v - net.predict(i, u) for i, (v, u) in enumerate(zip(states, below))]
     internal = _half_sq(eps_f[-1])
     for i in range(net.num_hidden - 1):
-        eps_b = states[i] - net.feedback(i + 1, states[i + 1])
+        eps_b = states[i] - net.feedback(i + 1, states[i + 1], states[i])
         internal = internal + _half_sq(eps_f[i] + eps_b)
 
     external = output_loss(loss, net.predict(net.num_hidden, states[-1]), y)
     if input_feedback == "reconstruction":
-        external = external + _half_sq(x - net.feedback(0, states[0]))
+        external = external + _half_sq(x - net.feedback(0, states[0], x))
     return internal + beta * external
 
 
@@ -153,7 +276,7 @@ class Step(NamedTuple):
     logits: Tensor
 
 
-def relax(energy, net: MLP, states, x, y, beta, steps: int, state_lr: float):
+def relax(energy, net: nn.Module, states, x, y, beta, steps: int, state_lr: float):
     """``steps`` SGD steps on the batch sum of F; returns the states and the
     summed F before the first step."""
     states = [s.detach().requires_grad_() for s in states]
@@ -171,7 +294,7 @@ def relax(energy, net: MLP, states, x, y, beta, steps: int, state_lr: float):
 
 def train_step(
     energy,
-    net: MLP,
+    net: nn.Module,
     optimizer: torch.optim.Optimizer,
     x: Tensor,
     y: Tensor,
@@ -191,7 +314,7 @@ def train_step(
     return Step(states, energy_start, energy_end.detach(), logits)
 
 
-def accuracy(net: MLP, x: Tensor, y: Tensor) -> float:
+def accuracy(net: nn.Module, x: Tensor, y: Tensor) -> float:
     with torch.no_grad():
         return (net(x)[1].argmax(-1) == y).double().mean().item()
 
@@ -199,6 +322,8 @@ def accuracy(net: MLP, x: Tensor, y: Tensor) -> float:
 def main() -> None:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--energy", choices=["hpc", "bipc"], default="hpc")
+    p.add_argument("--model", choices=["mlp", "hierarchical"], default="mlp")
+    p.add_argument("--width", type=float, default=0.0625, help="hierarchical only")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     args = p.parse_args()
     if args.threads:
@@ -206,19 +331,23 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     data = fashion_mnist.load(args.data_dir)
-    net = MLP((784, *args.hidden, 10))
+    if args.model == "mlp":
+        net, shape = MLP((784, *args.hidden, 10)), (-1, 784)
+    else:
+        net, shape = Chain.from_config(args.model, args.width), (-1, 1, 28, 28)
     init_like_flax(net)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     loss = "mse" if args.energy == "hpc" else "cross_entropy"
     energy = make_energy(args.energy, loss)
-    test_x, test_y = torch.from_numpy(data.test_x), torch.from_numpy(data.test_y).long()
+    test_x = torch.from_numpy(data.test_x).reshape(shape)
+    test_y = torch.from_numpy(data.test_y).long()
 
     def train_epoch(epoch: int) -> int:
         count = 0
         for xb, yb in fashion_mnist.batches(
             data, args.batch_size, args.seed + epoch, args.max_batches
         ):
-            x, y = torch.from_numpy(xb), torch.from_numpy(yb).long()
+            x, y = torch.from_numpy(xb).reshape(shape), torch.from_numpy(yb).long()
             train_step(
                 energy,
                 net,
@@ -232,8 +361,9 @@ def main() -> None:
             count += 1
         return count
 
+    name = "torch" if args.model == "mlp" else f"torch-{args.model}"
     cli.run_epochs(
-        f"torch-{torch.__version__}",
+        f"{name}-{torch.__version__}",
         args,
         data,
         train_epoch,
