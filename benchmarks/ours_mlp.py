@@ -1,4 +1,7 @@
-"""The platform's HPC or BiPC MLP, timed the same way as the other libraries.
+"""The platform's HPC or BiPC MLP, timed the same way as the other libraries
+(``--model hierarchical --width 0.0625``: the convolutional network of Chen
+et al. 2025, Table 1, at that width, as ``conf/model/hierarchical.yaml``
+declares it).
 
 It runs the platform's own jitted epoch (``trainers.train.compiled_epoch``:
 one ``lax.scan`` over the batches of device-resident data) with the energy
@@ -11,9 +14,10 @@ Inference takes exactly ``--inference-steps`` steps (``lax.scan``), as the
 other libraries do; ``--while-loop`` uses the platform's default loop
 instead, which stops once the energy's relative change falls under the
 convergence threshold (an ``inference`` line then gives the mean number of
-steps it took in the last epoch). ``--max-batches`` cuts the training set to that many
-batches (the epoch is one scan over it). ``--matmul`` then also times the
-matrix products of one epoch alone (``work.py``) and prints a ``work`` line.
+steps it took in the last epoch). ``--max-batches`` cuts the training set to
+that many batches (the epoch is one scan over it). ``--matmul`` then also
+times the matrix products of one epoch alone (``work.py``; the MLP only) and
+prints a ``work`` line.
 """
 
 from __future__ import annotations
@@ -24,8 +28,15 @@ import jax
 import jax.numpy as jnp
 from omegaconf import OmegaConf
 
-from trainers.config import EnergyConfig, OptimizerConfig, RunConfig, TrainerConfig
+from trainers.config import (
+    EnergyConfig,
+    ModelConfig,
+    OptimizerConfig,
+    RunConfig,
+    TrainerConfig,
+)
 from trainers.energies import make_energy
+from trainers.graph import Graph, graph_from_config
 from trainers.model import MLP
 from trainers.optimizers import make_optimizer
 from trainers.train import accuracy, compiled_epoch, hyper_from
@@ -34,22 +45,36 @@ import cli
 import fashion_mnist
 import work
 
-ENERGIES = Path(__file__).resolve().parent.parent / "conf" / "energy"
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def table1_graph(model: str, width: float) -> Graph:
+    """The graph ``conf/model/<model>.yaml`` declares, at ``width``, on
+    Fashion-MNIST."""
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(ModelConfig),
+        OmegaConf.load(CONF / "model" / f"{model}.yaml"),
+        {"width": width},
+    )
+    return graph_from_config(OmegaConf.to_object(cfg), (28, 28, 1), 10)
 
 
 def main() -> None:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--while-loop", action="store_true")
     p.add_argument("--energy", choices=["hpc", "bipc"], default="hpc")
+    p.add_argument("--model", choices=["mlp", "hierarchical"], default="mlp")
+    p.add_argument("--width", type=float, default=0.0625, help="hierarchical only")
     p.add_argument("--matmul", action="store_true", help="time the products alone")
     args = p.parse_args()
+    if args.matmul and args.model != "mlp":
+        p.error("--matmul counts the MLP's products only")
     data = fashion_mnist.load(args.data_dir)
     n = None if args.max_batches is None else args.max_batches * args.batch_size
 
+    energy = OmegaConf.load(CONF / "energy" / f"{args.energy}.yaml")
     cfg = RunConfig(
-        energy=EnergyConfig(
-            **OmegaConf.to_container(OmegaConf.load(ENERGIES / f"{args.energy}.yaml"))
-        ),
+        energy=EnergyConfig(**OmegaConf.to_container(energy)),
         optimizer=OptimizerConfig(name="adam", lr=args.lr),
         trainer=TrainerConfig(
             batch_size=args.batch_size,
@@ -57,7 +82,10 @@ def main() -> None:
             state_lr=args.state_lr,
         ),
     )
-    net = MLP((784, *args.hidden, 10), "tanh")
+    if args.model == "mlp":
+        net = MLP((784, *args.hidden, 10), "tanh")
+    else:
+        net = table1_graph(args.model, args.width)
     fixed_steps = None if args.while_loop else args.inference_steps
     epoch_fn = compiled_epoch(
         net, make_energy(cfg.energy, net), "adam", args.batch_size, "sgd", fixed_steps
@@ -84,7 +112,9 @@ def main() -> None:
         state.update(params=params, opt=opt, steps=stats.sums.steps)
         return batches
 
-    library = "ebll-studies" if args.energy == "hpc" else "ebll-studies-bipc"
+    library = "ebll-studies" + ("" if args.energy == "hpc" else "-bipc")
+    if args.model != "mlp":
+        library += f"-{args.model}"
     cli.run_epochs(
         library,
         args,

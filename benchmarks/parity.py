@@ -35,9 +35,9 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from trainers.config import EnergyConfig, ModelConfig, OptimizerConfig
+from trainers.config import EnergyConfig, OptimizerConfig
 from trainers.energies import make_energy
-from trainers.graph import Graph, graph_from_config
+from trainers.graph import Graph
 from trainers.inference import Hyper
 from trainers.model import MLP, layer_name
 from trainers.optimizers import make_optimizer
@@ -45,6 +45,7 @@ from trainers.train import pc_gradient
 
 import fashion_mnist
 import torch_ref
+from ours_mlp import table1_graph
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 SIZES = (784, 512, 512, 10)
@@ -79,12 +80,7 @@ def cases() -> dict[str, EnergyConfig]:
 
 
 def hierarchical() -> Graph:
-    cfg = OmegaConf.merge(
-        OmegaConf.structured(ModelConfig),
-        OmegaConf.load(CONF / "model" / "hierarchical.yaml"),
-        {"width": HIERARCHICAL_WIDTH},
-    )
-    return graph_from_config(OmegaConf.to_object(cfg), (28, 28, 1), 10)
+    return table1_graph("hierarchical", HIERARCHICAL_WIDTH)
 
 
 def _layers(params, net) -> list[tuple[str, dict, nn.Module]]:

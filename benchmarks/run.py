@@ -18,7 +18,8 @@ resident set (``wait4``). The work of an epoch is counted from the shapes
 JAX, in the same process, for the rate JAX reaches on them.
 
 The last five lines are ``key=value`` for scripts: ``speedup_vs_pytorch``
-(BiPC Eq 10 MLP, the reference's time over ours), ``speedup_vs_pcx`` and
+(BiPC Eq 10 MLP, the reference's time over ours; the hierarchical network's
+ratio is in the table, ``torch-hier``), ``speedup_vs_pcx`` and
 ``speedup_vs_fabricpc`` (HPC MLP), ``fraction_of_matmul_peak`` (HPC MLP at
 width 1024: the time of its products alone over the time of our epoch) and
 ``study_speedup_vs_fabricpc`` (trials per hour).
@@ -55,7 +56,7 @@ class System(NamedTuple):
     python: str
     script: str
     args: tuple[str, ...]
-    kind: str  # "mlp" or "study"
+    kind: str  # "mlp", "cnn" (no work count) or "study"
     energy: str = "hpc"
     width: int = 512
     compare_with: str | None = None  # our system its time is set against
@@ -104,6 +105,22 @@ SYSTEMS = [
         ("--hidden", "1024", "1024", "--matmul"),
         "mlp",
         width=1024,
+    ),
+    # Table 1's hierarchical convolutional network at width 1/16, HPC.
+    System(
+        "ours-hier",
+        OURS,
+        "ours_mlp.py",
+        ("--model", "hierarchical", "--width", "0.0625"),
+        "cnn",
+    ),
+    System(
+        "torch-hier",
+        OURS,
+        "torch_ref.py",
+        ("--model", "hierarchical", "--width", "0.0625", *THREADS),
+        "cnn",
+        compare_with="ours-hier",
     ),
     System("ours-study", OURS, "ours_study.py", (), "study"),
     System(
@@ -156,17 +173,18 @@ def summarize_run(system: System, lines: list[dict], peak_mib: float) -> dict:
         row["accuracy"] = epochs[-1]["test_accuracy"]
         row["batches"] = epochs[-1]["batches"]
         row["epochs"] = len(epochs)
-        sizes = (784, system.width, system.width, 10)
         setup = next(x for x in lines if x.get("event") == "setup")
         steps = setup["inference_steps"]
         for x in lines:
             if x.get("event") == "inference":
                 steps = x["mean_steps"]
-        per_batch = work.flop_per_batch(
-            work.products(sizes, system.energy), setup["batch_size"], steps
-        )
-        row["flop"] = per_batch * row["batches"]
         row["inference_steps"] = steps
+        if system.kind == "mlp":
+            sizes = (784, system.width, system.width, 10)
+            per_batch = work.flop_per_batch(
+                work.products(sizes, system.energy), setup["batch_size"], steps
+            )
+            row["flop"] = per_batch * row["batches"]
     for x in lines:
         if x.get("event") == "work":
             row["matmul_seconds"] = x["matmul_seconds"]

@@ -100,6 +100,29 @@ def test_conv_graph_shapes_parameters_and_tied_feedback():
     assert float(lhs) == pytest.approx(float(rhs), rel=1e-4)
 
 
+@pytest.mark.parametrize("size, window", [((8, 8), 2), ((7, 7), 2), ((9, 6), 3)])
+def test_max_pooling_matches_reduce_window(size, window):
+    # Our pooling (a reshape and a max) against Flax's lax.reduce_window
+    # pooling, values and gradient, rows and columns that fill no window
+    # dropped as VALID pooling drops them. Random values do not tie.
+    import flax.linen as nn
+
+    u = jax.random.normal(KEY, (3, *size, 4))
+    w = (window, window)
+    ours = Op("maxpool", window=window)
+    np.testing.assert_array_equal(ours.apply(None, u), nn.max_pool(u, w, strides=w))
+    v = jax.random.normal(jax.random.key(1), ours.apply(None, u).shape)
+    grad_ours = jax.grad(lambda u: jnp.vdot(ours.apply(None, u), v))(u)
+    grad_flax = jax.grad(lambda u: jnp.vdot(nn.max_pool(u, w, strides=w), v))(u)
+    np.testing.assert_array_equal(grad_ours, grad_flax)
+
+
+def test_max_pooling_splits_the_gradient_between_tied_maxima():
+    u = jnp.zeros((1, 2, 2, 1)).at[0, 1, 1, 0].set(-1.0)
+    grad = jax.grad(lambda u: Op("maxpool", window=2).apply(None, u).sum())(u)
+    np.testing.assert_allclose(grad[0, :, :, 0], [[1 / 3, 1 / 3], [1 / 3, 0]])
+
+
 def test_graph_energies_relax_and_train_one_step():
     from trainers.inference import Hyper, relax
 

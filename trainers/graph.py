@@ -6,7 +6,8 @@ convolution followed by max-pooling is one edge, as in the paper's Table 1:
 
 * ``dense`` (features), ``conv`` (features, kernel, stride; SAME padding),
   with a bias; parameters ``{"kernel", "bias"}`` from Flax's initialisers;
-* ``maxpool`` (window, stride = window) and ``flatten``, without parameters.
+* ``maxpool`` (window, stride = window; :func:`max_pool`) and ``flatten``,
+  without parameters.
 
 A node's prediction is its activation applied to the sum of what its
 incoming edges carry,
@@ -21,7 +22,8 @@ The feedback map of an edge (BiPC, Eq 7) is its transpose at the source
 state, computed as the vector-Jacobian product of the edge: for dense and
 conv edges that is exactly the transposed weight (transposed convolution)
 with the forward parameters, so one parameter receives the gradients of
-both directions; through max-pooling it routes to the maxima.
+both directions; through max-pooling it routes to the maxima (shared
+evenly where they tie).
 
 Connection kinds (Chen et al. 2025, Section 3 and Table 1): ``forward``
 (node m-1 to m), ``skip`` (m-2 to m), ``internal`` (a node's second state,
@@ -95,9 +97,26 @@ class Op:
         if self.has_params:
             return self.module().apply({"params": params}, u)
         if self.name == "maxpool":
-            w = (self.window, self.window)
-            return nn.max_pool(u, w, strides=w)
+            return max_pool(u, self.window)
         return u.reshape(u.shape[0], -1)
+
+
+def max_pool(u: jax.Array, window: int) -> jax.Array:
+    """Max-pooling of NHWC maps over non-overlapping ``window`` x ``window``
+    squares (stride = window); rows and columns that fill no square are
+    dropped, as VALID pooling does.
+
+    Written as a reshape and a max rather than ``lax.reduce_window``: its
+    gradient is then a comparison with the maxima (split evenly between
+    tied maxima, another valid subgradient) instead of XLA's
+    select-and-scatter, which on a CPU made the gradient of a 3x3 conv and
+    2x2 pooling edge (batch 128, 28x28, 8 to 16 channels) take 70 ms
+    against 32 ms this way and 23 ms for the convolution alone.
+    """
+    b, h, w, c = u.shape
+    h, w = h // window, w // window
+    u = u[:, : h * window, : w * window]
+    return u.reshape(b, h, window, w, window, c).max(axis=(2, 4))
 
 
 @dataclass(frozen=True)
