@@ -157,13 +157,27 @@ def gradient_norm_figure(
     rows = _labelled(runs, history, [key])
     fig, panels = _panels(runs)
     colors = optimizer_colors(runs)
+    zero = {}
     for (setting, energy, optimizer), group in rows.groupby(list(stats.GROUP)):
         mean = _by_step(group).mean(axis=1)
+        if not (mean > 0).any():
+            # A log axis cannot show it: say so in the panel.
+            zero.setdefault((setting, energy), []).append(optimizer)
+            continue
         panels[setting, energy].plot(
             mean.index, mean.values, color=colors[optimizer], linewidth=1
         )
     for ax in panels.values():
         ax.set(xlabel=xlabel, yscale="log")
+    for cell, optimizers in zero.items():
+        panels[cell].text(
+            0.5,
+            0.5,
+            f"zero throughout: {', '.join(optimizers)}",
+            transform=panels[cell].transAxes,
+            ha="center",
+            va="center",
+        )
     _finish(fig, panels, colors, f"||dF/dtheta||, layer {layer}")
     fig.suptitle(f"Weight-gradient norm of layer {layer}, mean over seeds")
     return Plot(fig)

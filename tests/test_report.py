@@ -114,6 +114,16 @@ def test_gradient_norm_prefers_batch_keys(runs, history):
     assert _panel(epoch, "mlp, hpc").get_xlabel() == "epoch"
 
 
+def test_a_gradient_norm_that_is_zero_throughout_is_named_in_its_panel(runs, history):
+    key = stats.BATCH + "param_grad_norm/layer_1"
+    zeroed = history.copy()
+    hpc_lalr = zeroed["run_id"].str.startswith("hpc-lalr")
+    zeroed.loc[hpc_lalr & (zeroed["key"] == key), "value"] = 0.0
+    ax = _panel(figures.gradient_norm_figure(runs, zeroed, layer=1).figure, "mlp, hpc")
+    assert len(ax.get_lines()) == 1
+    assert [t.get_text() for t in ax.texts] == ["zero throughout: lalr"]
+
+
 def test_missing_keys_give_a_note_not_a_crash(runs, history):
     bare = history[history["key"] == "val_accuracy"]
     for plot in (
