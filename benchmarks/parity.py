@@ -90,12 +90,10 @@ def _layers(params, net) -> list[tuple[str, dict, nn.Module]]:
             (layer_name(i), params[layer_name(i)], m) for i, m in enumerate(net.layers)
         ]
     pairs = []
-    for edge, ops in zip(hierarchical().edges, net.edges):
+    for name, ops in zip(net.names, net.edges):
         for k, module in enumerate(ops):
             if isinstance(module, nn.Conv2d | nn.Linear):
-                pairs.append(
-                    (f"{edge.name}.op_{k}", params[edge.name][f"op_{k}"], module)
-                )
+                pairs.append((f"{name}.op_{k}", params[name][f"op_{k}"], module))
     return pairs
 
 

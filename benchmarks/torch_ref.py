@@ -52,7 +52,24 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
-class MLP(nn.Module):
+class Layered(nn.Module):
+    """Hidden nodes 1..L in a chain: ``predict(i, v)`` maps node i to node
+    i+1 (the logits for i = L); subclasses define it and ``num_hidden``."""
+
+    num_hidden: int
+
+    def predict(self, i: int, v: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        states, v = [], x
+        for i in range(self.num_hidden):
+            v = self.predict(i, v)
+            states.append(v)
+        return states, self.predict(self.num_hidden, v)
+
+
+class MLP(Layered):
     """Layer sizes ``(d_0, ..., d_L, d_out)``; hidden nodes 1..L hold states."""
 
     def __init__(self, sizes: Sequence[int], activation: str = "tanh"):
@@ -78,38 +95,43 @@ class MLP(nn.Module):
         u = v_above @ self.layers[i].weight
         return u if i == 0 else self.act(u)
 
-    def forward(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
-        states, v = [], x
-        for i in range(self.num_hidden):
-            v = self.predict(i, v)
-            states.append(v)
-        return states, self.predict(self.num_hidden, v)
-
 
 CONF_MODEL = Path(__file__).resolve().parent.parent / "conf" / "model"
 
 
-class Chain(nn.Module):
+class FlattenNHWC(nn.Module):
+    """Flattens NCHW maps in NHWC order, as Flax does, so that the dense
+    weights after it carry over from ours."""
+
+    def forward(self, v: Tensor) -> Tensor:
+        return v.permute(0, 2, 3, 1).reshape(len(v), -1)
+
+
+class Chain(Layered):
     """A feedforward chain of edges declared as in ``conf/model/*.yaml``
-    (the hierarchical network of Table 1): edge i maps node i to node i+1
-    through its ops (``conv``, ``maxpool``, ``flatten``, ``dense``); the
-    states are NCHW images until a ``flatten``, which flattens in NHWC order
-    as Flax does so that dense weights carry over. ``width`` scales every
-    ``features`` but the classes, rounding as the platform does."""
+    (the hierarchical network of Table 1): edge i (named ``names[i]``) maps
+    node i to node i+1 through its ops (``conv``, ``maxpool``, ``flatten``,
+    ``dense``); the states are NCHW images until the flattening. ``width``
+    scales every ``features`` but the classes, rounding as the platform
+    does."""
 
     def __init__(self, edges, in_shape=(1, 28, 28), classes=10, width=1.0, act="tanh"):
         super().__init__()
         self.act = ACTIVATIONS[act]
+        self.names = [edge["name"] for edge in edges]
         self.edges = nn.ModuleList()
-        self.kinds: list[list[tuple[str, int]]] = []
         channels, size = in_shape[0], in_shape[1:]
         for i, edge in enumerate(edges):
-            modules, kinds = nn.ModuleList(), []
+            modules = nn.ModuleList()
             for op in edge["ops"]:
-                name, features = op["op"], op.get("features", 0)
+                name = op["op"]
+                features = op.get("features", 0)
                 if name in ("conv", "dense"):
-                    last = i == len(edges) - 1
-                    features = classes if last else max(1, round(features * width))
+                    # As the platform: 0 into the output means the classes.
+                    if i == len(edges) - 1:
+                        features = features or classes
+                    else:
+                        features = max(1, round(features * width))
                 if name == "conv":
                     k = op.get("kernel", 3)
                     if op.get("stride", 1) != 1 or k % 2 == 0:
@@ -120,19 +142,13 @@ class Chain(nn.Module):
                     w = op.get("window", 2)
                     modules.append(nn.MaxPool2d(w, return_indices=True))
                     size = tuple(s // w for s in size)
-                    kinds.append((name, w))
-                    continue
                 elif name == "flatten":
-                    modules.append(nn.Identity())
-                    kinds.append((name, 0))
+                    modules.append(FlattenNHWC())
                     channels, size = channels * size[0] * size[1], ()
-                    continue
                 else:
                     modules.append(nn.Linear(channels, features))
                     channels = features
-                kinds.append((name, 0))
             self.edges.append(modules)
-            self.kinds.append(kinds)
 
     @classmethod
     def from_config(cls, model: str = "hierarchical", width: float = 1.0) -> Chain:
@@ -151,18 +167,17 @@ class Chain(nn.Module):
         return [m for ops in self.edges for m in ops if isinstance(m, weighted)]
 
     def _run_edge(self, i: int, v: Tensor) -> tuple[Tensor, list]:
-        """Edge i at ``v``, and what its transpose needs from the way up."""
+        """Edge i at ``v``, and the input shape (and pooling indices) of
+        each op, which its transpose needs."""
         trace = []
-        for module, (name, _) in zip(self.edges[i], self.kinds[i]):
-            if name == "maxpool":
-                trace.append(v.shape[-2:])
+        for module in self.edges[i]:
+            shape = v.shape
+            if isinstance(module, nn.MaxPool2d):
                 v, indices = module(v)
-                trace.append(indices)
-            elif name == "flatten":
-                trace.append(v.shape[1:])
-                v = v.permute(0, 2, 3, 1).reshape(len(v), -1)
+                trace.append((shape, indices))
             else:
                 v = module(v)
+                trace.append((shape, None))
         return v, trace
 
     def predict(self, i: int, v: Tensor) -> Tensor:
@@ -173,27 +188,22 @@ class Chain(nn.Module):
         """Node i's prediction from node i+1 through the transpose of edge i
         taken at node i's state ``v`` (max-pooling routes to the maxima of
         the forward pass there); no bias; no activation on the input."""
-        trace = self._run_edge(i, v)[1]
         u = v_above
-        for module, (name, w) in reversed(list(zip(self.edges[i], self.kinds[i]))):
-            if name == "maxpool":
-                indices, size = trace.pop(), trace.pop()
-                u = F.max_unpool2d(u, indices, w, output_size=size)
-            elif name == "flatten":
-                c, h, w_ = trace.pop()
-                u = u.reshape(len(u), h, w_, c).permute(0, 3, 1, 2)
+        for module, (shape, indices) in reversed(
+            list(zip(self.edges[i], self._run_edge(i, v)[1]))
+        ):
+            if isinstance(module, nn.MaxPool2d):
+                u = F.max_unpool2d(
+                    u, indices, module.kernel_size, output_size=shape[-2:]
+                )
+            elif isinstance(module, FlattenNHWC):
+                c, h, w = shape[1:]
+                u = u.reshape(len(u), h, w, c).permute(0, 3, 1, 2)
             elif isinstance(module, nn.Conv2d):
                 u = F.conv_transpose2d(u, module.weight, padding=module.padding)
             else:
                 u = u @ module.weight
         return u if i == 0 else self.act(u)
-
-    def forward(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
-        states, v = [], x
-        for i in range(self.num_hidden):
-            v = self.predict(i, v)
-            states.append(v)
-        return states, self.predict(self.num_hidden, v)
 
 
 def init_like_flax(net: MLP | Chain) -> None:
