@@ -4,8 +4,9 @@ Nodes hold states (a batch of activations); edges hold parameterised maps
 from one node to another. An edge is a short chain of operations, so that a
 convolution followed by max-pooling is one edge, as in the paper's Table 1:
 
-* ``dense`` (features), ``conv`` (features, kernel, stride; SAME padding),
-  with a bias; parameters ``{"kernel", "bias"}`` from Flax's initialisers;
+* ``dense`` (features), ``conv`` (features, kernel, stride; SAME padding,
+  ``trainers.conv``), with a bias; parameters ``{"kernel", "bias"}`` from
+  Flax's initialisers;
 * ``maxpool`` (window, stride = window; :func:`max_pool`) and ``flatten``,
   without parameters.
 
@@ -63,7 +64,9 @@ from dataclasses import dataclass, field
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.linen.dtypes import promote_dtype
 
+from trainers.conv import conv2d
 from trainers.model import ACTIVATIONS, Params, States
 
 OPS = ("dense", "conv", "maxpool", "flatten")
@@ -94,6 +97,10 @@ class Op:
         )
 
     def apply(self, params, u: jax.Array) -> jax.Array:
+        if self.name == "conv":
+            # Flax's dtype rule: compute in the promoted type of all three.
+            u, kernel, bias = promote_dtype(u, params["kernel"], params["bias"])
+            return conv2d(u, kernel, self.stride) + bias
         if self.has_params:
             return self.module().apply({"params": params}, u)
         if self.name == "maxpool":
