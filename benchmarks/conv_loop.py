@@ -1,28 +1,54 @@
-"""Where the hierarchical network's time goes: one relaxation step of HPC
+"""Where the hierarchical network's time went: one relaxation step of HPC
 (Chen et al. 2025, Eq 2) on Table 1's convolutional network at width 1/16,
-batch 128, alone and inside loops.
+batch 128, alone and inside loops, with the conv edges differentiated two
+ways: by JAX (``lax.conv_general_dilated`` and its own derivatives) and as
+the platform does (``trainers.conv``, every derivative a canonical
+NHWC/HWIO convolution).
 
     .venv/bin/python benchmarks/conv_loop.py [--width 0.0625] [--steps 20]
 
 Prints the milliseconds of: the forward pass; dF/dv once; ``--steps``
 plain steps v <- v - eta_v dF/dv as a ``lax.scan`` (a loop in the compiled
 program), as a fully unrolled scan (no loop), and as a Python loop of one
-jitted step each.
+jitted step each. The parameters are arguments of every compiled program,
+as in training, so that XLA cannot fold the kernels' transposes away.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
+from trainers import graph
 from trainers.config import EnergyConfig
+from trainers.conv import DIMENSIONS
 from trainers.energies import make_energy
 
 import fashion_mnist
 from ours_mlp import table1_graph
+
+
+@contextlib.contextmanager
+def jax_derivatives():
+    """Conv edges as a plain ``lax.conv_general_dilated``, which JAX
+    differentiates into convolutions of permuted layouts."""
+    ours = graph.conv2d
+
+    def plain(u, kernel, stride):
+        return lax.conv_general_dilated(
+            u, kernel, (stride, stride), "SAME", dimension_numbers=DIMENSIONS
+        )
+
+    graph.conv2d = plain
+    try:
+        yield
+    finally:
+        graph.conv2d = ours
 
 
 def milliseconds(fn, *args, repeats: int = 5) -> float:
@@ -31,6 +57,42 @@ def milliseconds(fn, *args, repeats: int = 5) -> float:
     for _ in range(repeats):
         jax.block_until_ready(fn(*args))
     return (time.perf_counter() - start) / repeats * 1e3
+
+
+def timings(net, params, x, y, steps: int, state_lr: float) -> dict[str, float]:
+    energy = make_energy(EnergyConfig(name="hpc", loss="mse"), net)
+    states = net.forward(params, x)[0]
+
+    def grad(p, s):
+        return jax.grad(lambda s: energy(p, s, x, y, 1.0).sum())(s)
+
+    def step(p, s):
+        return jax.tree.map(lambda v, g: v - state_lr * g, s, grad(p, s))
+
+    def scan(unroll):
+        def run(p, s):
+            return jax.lax.scan(
+                lambda s, _: (step(p, s), None), s, None, steps, unroll=unroll
+            )[0]
+
+        return jax.jit(run)
+
+    jitted = jax.jit(step)
+
+    def python_loop(p, s):
+        for _ in range(steps):
+            s = jitted(p, s)
+        return s
+
+    return {
+        "forward pass": milliseconds(jax.jit(net.forward), params, x),
+        "dF/dv once": milliseconds(jax.jit(grad), params, states),
+        f"{steps} steps, lax.scan": milliseconds(scan(1), params, states),
+        f"{steps} steps, lax.scan unrolled": milliseconds(scan(steps), params, states),
+        f"{steps} steps, Python loop of jitted steps": milliseconds(
+            python_loop, params, states
+        ),
+    }
 
 
 def main() -> None:
@@ -44,38 +106,12 @@ def main() -> None:
     data = fashion_mnist.load(None)
     x, y = jnp.asarray(data.train_x[:128]), jnp.asarray(data.train_y[:128])
     params = net.init(jax.random.key(0))
-    energy = make_energy(EnergyConfig(name="hpc", loss="mse"), net)
-    states = net.forward(params, x)[0]
-    grad = jax.grad(lambda s: energy(params, s, x, y, 1.0).sum())
-
-    def step(s):
-        return jax.tree.map(lambda v, g: v - args.state_lr * g, s, grad(s))
-
-    def scan(unroll):
-        def run(s):
-            return jax.lax.scan(
-                lambda s, _: (step(s), None), s, None, args.steps, unroll=unroll
-            )[0]
-
-        return jax.jit(run)
-
-    jitted = jax.jit(step)
-
-    def python_loop(s):
-        for _ in range(args.steps):
-            s = jitted(s)
-        return s
-
-    n = args.steps
-    rows = {
-        "forward pass": milliseconds(jax.jit(net.forward), params, x),
-        "dF/dv once": milliseconds(jax.jit(grad), states),
-        f"{n} steps, lax.scan": milliseconds(scan(1), states),
-        f"{n} steps, lax.scan unrolled": milliseconds(scan(n), states),
-        f"{n} steps, Python loop of jitted steps": milliseconds(python_loop, states),
-    }
-    for name, ms in rows.items():
-        print(f"{name:<42}{ms:9.1f} ms")
+    with jax_derivatives():
+        theirs = timings(net, params, x, y, args.steps, args.state_lr)
+    ours = timings(net, params, x, y, args.steps, args.state_lr)
+    print(f"{'ms':<44}{'JAX derivatives':>16}{'trainers.conv':>15}")
+    for name in ours:
+        print(f"{name:<44}{theirs[name]:16.1f}{ours[name]:15.1f}")
 
 
 if __name__ == "__main__":
