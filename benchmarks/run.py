@@ -49,6 +49,10 @@ FULL_EPOCH_BATCHES = 55_000 // 128
 # batch on one thread, 2.8 s on two, measured side by side); one thread was
 # never the slower of the two here.
 THREADS = ("--threads", "1")
+# The convolutional rows take about 0.5 s (ours) and 0.9 s (PyTorch) a batch
+# here, so their epochs are cut to this many batches by default: full ones
+# would make a round of `make bench` half an hour longer.
+CNN_BATCHES = 40
 
 
 class System(NamedTuple):
@@ -276,6 +280,12 @@ def main() -> None:
     p.add_argument("--max-batches", type=int, default=None)
     p.add_argument("--trials", type=int, default=6, help="trials per study")
     p.add_argument(
+        "--cnn-batches",
+        type=int,
+        default=CNN_BATCHES,
+        help="at most this many batches an epoch for the convolutional rows",
+    )
+    p.add_argument(
         "--only", nargs="+", choices=[s.name for s in SYSTEMS], help="these systems"
     )
     p.add_argument("--skip-checks", action="store_true")
@@ -301,6 +311,9 @@ def main() -> None:
             turn = r % len(systems)
             for s in systems[turn:] + systems[:turn]:
                 extra = ["--trials", str(args.trials)] if s.kind == "study" else common
+                if s.kind == "cnn":
+                    cap = min(args.max_batches or args.cnn_batches, args.cnn_batches)
+                    extra = ["--epochs", str(args.epochs), "--max-batches", str(cap)]
                 if s.kind == "study" and args.max_batches is not None:
                     extra += ["--max-batches", str(args.max_batches)]
                 cmd = [s.python, s.script, *s.args, *extra]
@@ -322,7 +335,8 @@ def main() -> None:
 
     print(
         f"\n{args.rounds} rounds in {(time.perf_counter() - start) / 60:.1f} min; "
-        f"epochs of {args.max_batches or FULL_EPOCH_BATCHES} batches of 128, "
+        f"epochs of {args.max_batches or FULL_EPOCH_BATCHES} batches of 128 "
+        f"(at most {args.cnn_batches} for the convolutional rows), "
         f"{args.epochs} epochs a run, the first left out of s/epoch; "
         f"raw lines in {args.out}\n"
         "ours/it: our time over its time for the same network and energy "
