@@ -44,11 +44,11 @@ ROOT = HERE.parent
 ENVS = HERE / ".envs"
 OURS = str(ROOT / ".venv" / "bin" / "python")
 FULL_EPOCH_BATCHES = 55_000 // 128
-# PyTorch runs on one thread: with two on the two cores of this machine, any
-# other process on them stalled its threads at every operation (50 ms a
-# batch on one thread, 2.8 s on two, measured side by side); one thread was
-# never the slower of the two here.
-THREADS = ("--threads", "1")
+# PyTorch runs with its default threads (one per core) unless --torch-threads
+# says otherwise. On a quiet machine that was the faster setting (BiPC, 60
+# batches: 78 ms a batch on two threads, 149 on one); on a machine shared
+# with other jobs, its threads stalled at every operation (2.8 s a batch on
+# two threads, 50 ms on one), so compare both there and report the faster.
 # The convolutional rows take about 0.5 s (ours) and 0.9 s (PyTorch) a batch
 # here, so their epochs are cut to this many batches by default: full ones
 # would make a round of `make bench` half an hour longer.
@@ -84,7 +84,7 @@ SYSTEMS = [
         "mlp",
         compare_with="ours",
     ),
-    System("torch", OURS, "torch_ref.py", THREADS, "mlp", compare_with="ours"),
+    System("torch", OURS, "torch_ref.py", (), "mlp", compare_with="ours"),
     System(
         "ours-bipc",
         OURS,
@@ -97,7 +97,7 @@ SYSTEMS = [
         "torch-bipc",
         OURS,
         "torch_ref.py",
-        ("--energy", "bipc", *THREADS),
+        ("--energy", "bipc"),
         "mlp",
         "bipc",
         compare_with="ours-bipc",
@@ -122,7 +122,7 @@ SYSTEMS = [
         "torch-hier",
         OURS,
         "torch_ref.py",
-        ("--model", "hierarchical", "--width", "0.0625", *THREADS),
+        ("--model", "hierarchical", "--width", "0.0625"),
         "cnn",
         compare_with="ours-hier",
     ),
@@ -280,6 +280,12 @@ def main() -> None:
     p.add_argument("--max-batches", type=int, default=None)
     p.add_argument("--trials", type=int, default=6, help="trials per study")
     p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="threads of the PyTorch rows (default: PyTorch's own)",
+    )
+    p.add_argument(
         "--cnn-batches",
         type=int,
         default=CNN_BATCHES,
@@ -316,6 +322,8 @@ def main() -> None:
                     extra = ["--epochs", str(args.epochs), "--max-batches", str(cap)]
                 if s.kind == "study" and args.max_batches is not None:
                     extra += ["--max-batches", str(args.max_batches)]
+                if s.script == "torch_ref.py" and args.torch_threads:
+                    extra = [*extra, "--threads", str(args.torch_threads)]
                 cmd = [s.python, s.script, *s.args, *extra]
                 status, lines, peak = run_process(cmd)
                 if status != 0:
