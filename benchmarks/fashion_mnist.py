@@ -61,9 +61,14 @@ def load(folder: str | None = None, train_size: int = TRAIN_SIZE) -> Data:
     return Data(train_x[:train_size], train_y[:train_size], test_x, test_y)
 
 
+def epoch_order(data: Data, seed: int) -> np.ndarray:
+    """The order of the training images in the epoch ``seed`` shuffles."""
+    return np.random.default_rng(seed).permutation(len(data.train_x))
+
+
 def batches(data: Data, batch_size: int, seed: int, max_batches: int | None = None):
     """Shuffled full training batches ``(x, y)``; at most ``max_batches``."""
-    order = np.random.default_rng(seed).permutation(len(data.train_x))
+    order = epoch_order(data, seed)
     count = len(order) // batch_size
     if max_batches is not None:
         count = min(count, max_batches)

@@ -14,8 +14,9 @@ Inference takes exactly ``--inference-steps`` steps (``lax.scan``), as the
 other libraries do; ``--while-loop`` uses the platform's default loop
 instead, which stops once the energy's relative change falls under the
 convergence threshold (an ``inference`` line then gives the mean number of
-steps it took in the last epoch). ``--max-batches`` cuts the training set to
-that many batches (the epoch is one scan over it). ``--matmul`` then also
+steps it took in the last epoch). ``--max-batches`` cuts each epoch to
+that many batches, drawn from the whole training set as the other
+libraries draw theirs (the epoch is one scan over them). ``--matmul`` then also
 times the matrix products of one epoch alone (``work.py``; the MLP only) and
 prints a ``work`` line.
 """
@@ -94,11 +95,16 @@ def main() -> None:
     key, init_key = jax.random.split(jax.random.key(args.seed))
     state = {"params": net.init(init_key)}
     state["opt"] = tx.init(state["params"])
-    x, y = jax.device_put(data.train_x[:n]), jax.device_put(data.train_y[:n])
-    batches = len(x) // args.batch_size
+    train_x, train_y = jax.device_put(data.train_x), jax.device_put(data.train_y)
+    batches = (n or len(data.train_x)) // args.batch_size
 
     def train_epoch(epoch: int) -> int:
         step = jnp.asarray((epoch - 1) * batches, jnp.int32)
+        x, y = train_x, train_y
+        if n is not None:
+            # The images the other libraries' first n batches hold this epoch.
+            order = fashion_mnist.epoch_order(data, args.seed + epoch)[:n]
+            x, y = x[order], y[order]
         params, opt, stats = epoch_fn(
             state["params"],
             state["opt"],
