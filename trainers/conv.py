@@ -26,6 +26,12 @@ The transposed convolution has its own derivatives in the same way (its
 input's gradient is the forward convolution), so BiPC's second derivatives
 stay canonical too. Values agree with JAX's own derivatives to rounding
 (``tests/test_conv.py``).
+
+Limits: only reverse mode is defined (``jax.jvp``, ``jax.jacfwd`` and
+``jax.hessian`` of a conv edge raise, as for any ``jax.custom_vjp``), and
+:func:`kernel_gradient` is plain ``lax``, so a derivative of a parameter
+gradient (third order, which nothing here takes) would run in JAX's
+permuted layouts again, correctly but slowly.
 """
 
 from __future__ import annotations
@@ -71,7 +77,16 @@ def conv2d_transpose(
     """The transpose of :func:`conv2d` with ``kernel`` for inputs of
     height and width ``spatial``, applied to ``g`` (the shape of its
     output): the gradient of <conv2d(u, kernel), g> with respect to u."""
-    return _transpose(g, kernel, stride, tuple(spatial))
+    spatial = tuple(int(n) for n in spatial)
+    expected = tuple(-(-n // stride) for n in spatial)
+    if tuple(g.shape[1:3]) != expected:
+        raise ValueError(
+            f"conv2d_transpose: g of shape {tuple(g.shape)} cannot be the "
+            f"output of a stride-{stride} convolution of {spatial[0]}x"
+            f"{spatial[1]} maps, which is {expected[0]}x{expected[1]} "
+            "(ceil(size / stride))."
+        )
+    return _transpose(g, kernel, stride, spatial)
 
 
 def _transposed(g, kernel, stride, spatial):
@@ -106,8 +121,9 @@ def kernel_gradient(
         rhs_dilation=(stride, stride),
         dimension_numbers=DIMENSIONS,
     )
-    # Without padding (a 1x1 kernel, or strides that skip the edge) the
-    # convolution also covers offsets past the window: drop them.
+    # With a stride larger than the kernel, SAME adds no padding and the
+    # last rows fall between windows; the convolution then also covers
+    # offsets past the window: drop them.
     return jnp.transpose(out[:, : window[0], : window[1]], (1, 2, 0, 3))
 
 
