@@ -83,7 +83,7 @@ def hierarchical() -> Graph:
     return table1_graph("hierarchical", HIERARCHICAL_WIDTH)
 
 
-def _layers(params, net) -> list[tuple[str, dict, nn.Module]]:
+def paired_layers(params, net) -> list[tuple[str, dict, nn.Module]]:
     """(our name, our kernel and bias, the torch layer) for every layer."""
     if isinstance(net, torch_ref.MLP):
         return [
@@ -102,14 +102,14 @@ def _to_torch_layout(kernel: np.ndarray) -> np.ndarray:
     return kernel.T if kernel.ndim == 2 else kernel.transpose(3, 2, 0, 1)
 
 
-def _to_flax_layout(weight: np.ndarray) -> np.ndarray:
+def to_flax_layout(weight: np.ndarray) -> np.ndarray:
     return weight.T if weight.ndim == 2 else weight.transpose(2, 3, 1, 0)
 
 
 def to_torch(params, net) -> None:
     """Copies our parameters into ``net`` (an ``MLP`` or a ``Chain``)."""
     with torch.no_grad():
-        for _, p, layer in _layers(params, net):
+        for _, p, layer in paired_layers(params, net):
             layer.weight.copy_(torch.tensor(_to_torch_layout(np.asarray(p["kernel"]))))
             layer.bias.copy_(torch.tensor(np.asarray(p["bias"])))
 
@@ -151,7 +151,7 @@ def reference(cfg: EnergyConfig, params, x, y, trainer: dict, lr: float, model: 
         net = torch_ref.Chain.from_config(model, HIERARCHICAL_WIDTH).double()
         shape = (-1, 1, 28, 28)
     to_torch(params, net)
-    layers = _layers(params, net)
+    layers = paired_layers(params, net)
     before = [
         (m.weight.detach().clone(), m.bias.detach().clone()) for _, _, m in layers
     ]
@@ -173,10 +173,10 @@ def reference(cfg: EnergyConfig, params, x, y, trainer: dict, lr: float, model: 
         out[f"state_{i + 1}"] = s.permute(0, 2, 3, 1) if s.ndim == 4 else s
     out = {k: v.numpy() for k, v in out.items()}
     for (name, _, layer), (w0, b0) in zip(layers, before):
-        out[f"grad {name}.kernel"] = _to_flax_layout(layer.weight.grad.numpy())
+        out[f"grad {name}.kernel"] = to_flax_layout(layer.weight.grad.numpy())
         out[f"grad {name}.bias"] = layer.bias.grad.numpy()
         w, b = layer.weight.detach(), layer.bias.detach()
-        out[f"update {name}.kernel"] = _to_flax_layout((w - w0).numpy())
+        out[f"update {name}.kernel"] = to_flax_layout((w - w0).numpy())
         out[f"update {name}.bias"] = (b - b0).numpy()
     return out
 
