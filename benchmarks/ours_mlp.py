@@ -60,6 +60,21 @@ def table1_graph(model: str, width: float) -> Graph:
     return graph_from_config(OmegaConf.to_object(cfg), (28, 28, 1), 10)
 
 
+def run_config(args, energy: str) -> RunConfig:
+    """The platform's settings for the benchmark's options (``cli.py``),
+    with the energy of ``conf/energy/<energy>.yaml`` and Adam."""
+    conf = OmegaConf.load(CONF / "energy" / f"{energy}.yaml")
+    return RunConfig(
+        energy=EnergyConfig(**OmegaConf.to_container(conf)),
+        optimizer=OptimizerConfig(name="adam", lr=args.lr),
+        trainer=TrainerConfig(
+            batch_size=args.batch_size,
+            inference_steps=args.inference_steps,
+            state_lr=args.state_lr,
+        ),
+    )
+
+
 def main() -> None:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--while-loop", action="store_true")
@@ -73,16 +88,7 @@ def main() -> None:
     data = fashion_mnist.load(args.data_dir)
     n = None if args.max_batches is None else args.max_batches * args.batch_size
 
-    energy = OmegaConf.load(CONF / "energy" / f"{args.energy}.yaml")
-    cfg = RunConfig(
-        energy=EnergyConfig(**OmegaConf.to_container(energy)),
-        optimizer=OptimizerConfig(name="adam", lr=args.lr),
-        trainer=TrainerConfig(
-            batch_size=args.batch_size,
-            inference_steps=args.inference_steps,
-            state_lr=args.state_lr,
-        ),
-    )
+    cfg = run_config(args, args.energy)
     if args.model == "mlp":
         net = MLP((784, *args.hidden, 10), "tanh")
     else:

@@ -47,10 +47,10 @@ FULL_EPOCH_BATCHES = 55_000 // 128
 # PyTorch runs with its default threads (one per core) unless --torch-threads
 # says otherwise. On a quiet machine that was the faster setting (BiPC, 60
 # batches: 78 ms a batch on two threads, 149 on one); on a machine shared
-# with other jobs, its threads stalled at every operation (2.8 s a batch on
-# two threads, 50 ms on one), so compare both there and report the faster.
-# The convolutional rows take about 0.5 s (ours) and 0.9 s (PyTorch) a batch
-# here, so their epochs are cut to this many batches by default: full ones
+# with other jobs its threads stalled at every operation (2.8 s a batch on
+# two threads, 50 ms on one), and --torch-threads 1 is the fairer run there.
+# The convolutional rows take about 0.4 s (ours) and 0.6 s (PyTorch) a batch
+# on 2 cores, so their epochs are cut to this many batches by default: full ones
 # would make a round of `make bench` half an hour longer.
 CNN_BATCHES = 40
 

@@ -18,17 +18,15 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from trainers.config import EnergyConfig, OptimizerConfig
 from trainers.energies import make_energy
-from trainers.inference import Hyper
 from trainers.optimizers import make_optimizer
-from trainers.train import accuracy, make_train_step
+from trainers.train import accuracy, hyper_from, make_train_step
 
 import cli
 import fashion_mnist
 import parity
 import torch_ref
-from ours_mlp import table1_graph
+from ours_mlp import run_config, table1_graph
 
 REPORTED_BATCHES = (1, 2, 5, 10, 20)
 
@@ -55,23 +53,17 @@ def main() -> None:
     reference = torch_ref.Chain.from_config("hierarchical", args.width)
     parity.to_torch(params, reference)
 
-    energy_cfg = EnergyConfig(name="hpc", loss="mse", beta=args.beta)
-    tx = make_optimizer(OptimizerConfig(name="adam", lr=args.lr))
+    cfg = run_config(args, "hpc")
+    tx = make_optimizer(cfg.optimizer)
     opt_state = tx.init(params)
     step = jax.jit(
         make_train_step(
-            net, make_energy(energy_cfg, net), tx, "sgd", args.inference_steps
+            net, make_energy(cfg.energy, net), tx, "sgd", args.inference_steps
         )
     )
-    hyper = Hyper(
-        state_lr=jnp.asarray(args.state_lr, jnp.float32),
-        beta=jnp.asarray(args.beta, jnp.float32),
-        inference_steps=jnp.asarray(args.inference_steps, jnp.int32),
-        convergence_threshold=jnp.asarray(0.0, jnp.float32),
-        divergence_factor=jnp.asarray(1e6, jnp.float32),
-    )
+    hyper = hyper_from(cfg)
     torch_opt = torch.optim.Adam(reference.parameters(), lr=args.lr)
-    torch_energy = torch_ref.make_energy("hpc", "mse")
+    torch_energy = torch_ref.make_energy(cfg.energy.name, cfg.energy.loss)
     test_x = torch.from_numpy(data.test_x).reshape(shape)
     test_y = torch.from_numpy(data.test_y).long()
 
@@ -89,7 +81,7 @@ def main() -> None:
                 torch_opt,
                 torch.from_numpy(xb).reshape(shape),
                 torch.from_numpy(yb).long(),
-                args.beta,
+                cfg.energy.beta,
                 args.inference_steps,
                 args.state_lr,
             )
